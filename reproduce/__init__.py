@@ -1,0 +1,1 @@
+"""Training, evaluation, highlighting and the `alstm` command: the layer that wires the others."""

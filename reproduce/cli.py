@@ -1,0 +1,71 @@
+"""The `alstm` command: one entry point, one subcommand per job.
+
+Each subcommand lives in `reproduce/commands/<name>.py` and exposes two functions:
+``add_arguments(parser)`` and ``run(args) -> int``. They are listed in the literal dict
+``COMMANDS`` below (no registry). User mistakes surface as one of ``USER_ERRORS``; this module turns
+them into a one-line message on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# subcommand -> (module under reproduce.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The project's user-error exceptions, one per package (no package imports another's)."""
+    from caffe_models.errors import CaffeModelError, VideoError
+    from fuel_datasets.errors import DatasetError
+    from reproduce.errors import ReproduceError
+
+    return (DatasetError, CaffeModelError, VideoError, ReproduceError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alstm",
+        description="Attention-LSTM action classification and highlighting in videos "
+        "(Torabi & Sigal, arXiv 1708.09522).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"reproduce.commands.{module_name}")
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=(module.__doc__ or help_text).strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    user_errors = _user_errors()
+    try:
+        return int(args._run(args) or 0)
+    except user_errors as exc:
+        print(f"alstm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"alstm {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:  # disk full, permission denied, missing file: the OS says it best
+        if os.environ.get("ALSTM_DEBUG"):
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"alstm {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
