@@ -1,0 +1,125 @@
+"""Inspect, convert and repair feature datasets (HDF5).
+
+  alstm dataset info FILE [--json]
+      sources with their dims, rows and frame strides, splits with video counts, classes, size on disk;
+      works on our layout and on legacy Fuel H5PYDataset files.
+  alstm dataset convert LEGACY.h5 OUT.h5 [--source OLD=NEW ...] [--stride NAME=FRAMES ...]
+                                         [--split OLD=NEW ...] [--fps FPS] [--class-names FILE]
+      copies a legacy Fuel H5PYDataset file into our layout. Example e becomes video "000000"-style
+      id e; source names are kept unless renamed with --source (e.g. --source features=c3d_fc6);
+      row r of a source starts at frame r * FRAMES (default 16: one C3D chunk per row; use 8 for
+      attended sources to allow T = 2N); splits named train/valid/test are kept, others can be mapped
+      (--split validation=valid); targets come from the `targets` source; class names are class_0...
+      unless --class-names gives a file with one name per line. Re-running continues an interrupted
+      conversion.
+  alstm dataset repair FILE
+      reopens a file whose writer was killed: clears HDF5's "open for write" flags and drops the
+      incomplete last video, so that readers open it normally (a writer does this by itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+
+def _pairs(values: list[str] | None, what: str, convert=str) -> dict:
+    from fuel_datasets.errors import DatasetError
+
+    result = {}
+    for value in values or []:
+        key, sep, rhs = value.partition("=")
+        if not sep or not key or not rhs:
+            raise DatasetError(f"{what} '{value}' must look like NAME=VALUE")
+        try:
+            result[key] = convert(rhs)
+        except ValueError:
+            raise DatasetError(f"{what} '{value}': '{rhs}' is not a valid value") from None
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="dataset_command", metavar="ACTION")
+    sub.required = True
+    info = sub.add_parser("info", help="describe a feature file (ours or legacy Fuel)")
+    info.add_argument("file", help="HDF5 feature file")
+    info.add_argument("--json", action="store_true", help="print the description as JSON")
+    convert = sub.add_parser("convert", help="convert a legacy Fuel H5PYDataset file into our layout")
+    convert.add_argument("legacy", help="legacy Fuel H5PYDataset file")
+    convert.add_argument("out", help="output feature file (our layout)")
+    convert.add_argument("--source", action="append", metavar="OLD=NEW", help="rename a source (repeatable)")
+    convert.add_argument("--stride", action="append", metavar="NAME=FRAMES",
+                         help="frames between rows of an output source (default 16; repeatable)")
+    convert.add_argument("--split", action="append", metavar="OLD=NEW",
+                         help="map a legacy split onto train, valid or test (repeatable)")
+    convert.add_argument("--fps", type=float, default=math.nan, help="frame rate to record (default unknown)")
+    convert.add_argument("--class-names", metavar="FILE", help="text file with one class name per line")
+    repair = sub.add_parser("repair", help="clean up after a killed writer")
+    repair.add_argument("file", help="HDF5 feature file in our layout")
+
+
+def _format_info(d: dict) -> str:
+    size = d["size_bytes"]
+    unit = next((u for u, s in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)) if size >= s), "B")
+    scale = {"GB": 1e9, "MB": 1e6, "kB": 1e3, "B": 1}[unit]
+    kind = "multi-label" if d["multilabel"] else "single-label"
+    lines = [f"{d['path']}: {d['format']}, {size / scale:.1f} {unit} on disk",
+             f"videos: {d['num_videos']}   classes: {d['num_classes']} ({kind})",
+             "splits: " + ", ".join(f"{k} {v}" for k, v in d["splits"].items())]
+    if d.get("uncommitted_videos"):
+        lines.append(f"note: {d['uncommitted_videos']} incomplete video(s) past the last committed one "
+                     "(an interrupted writer); the next writer or `alstm dataset repair` drops them")
+    rows = [["source", "dim", "rows", "frames/row", "network", "layer"]]
+    for s in d["sources"]:
+        info = s["info"]
+        rows.append([s["name"], str(s["dim"]), str(s["rows"]), str(s["frame_stride"]),
+                     str(info.get("network", info.get("fuel_kind", "-"))), str(info.get("layer", "-"))])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    table = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    table.insert(1, "  ".join("-" * w for w in widths))
+    lines += [""] + table
+    if d.get("attrs"):
+        lines += [""] + [f"{k}: {v}" for k, v in sorted(d["attrs"].items())]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fuel_datasets import open_dataset
+    from fuel_datasets.errors import DatasetError
+
+    if args.dataset_command == "info":
+        with open_dataset(args.file) as ds:
+            description = ds.describe()
+        print(json.dumps(description, indent=2) if args.json else _format_info(description))
+        return 0
+    if args.dataset_command == "repair":
+        from pathlib import Path
+
+        from fuel_datasets.writer import FeatureWriter
+
+        if not Path(args.file).is_file():
+            raise DatasetError(f"{args.file}: no such file")
+        with FeatureWriter(args.file) as writer:
+            recovered, count = writer.recovered, writer.num_videos
+        print(f"{args.file}: {'repaired' if recovered else 'nothing to repair'}; {count} complete videos")
+        return 0
+    from tqdm import tqdm
+
+    from fuel_datasets.legacy import convert_legacy
+
+    class_names = None
+    if args.class_names:
+        try:
+            with open(args.class_names, encoding="utf-8") as handle:
+                class_names = [line.strip() for line in handle if line.strip()]
+        except OSError as exc:
+            raise DatasetError(f"cannot read class names from {args.class_names}: {exc.strerror}") from None
+    counts = convert_legacy(
+        args.legacy, args.out, rename=_pairs(args.source, "--source"),
+        frame_stride=_pairs(args.stride, "--stride", int) or 16, fps=args.fps, class_names=class_names,
+        split_names=_pairs(args.split, "--split") or None,
+        progress=lambda videos: tqdm(videos, desc="convert", unit="video", file=sys.stderr))
+    print(f"{args.out}: {counts['written']} videos written, {counts['skipped']} already there")
+    return 0

@@ -1,0 +1,280 @@
+"""The HDF5 layout: round trips against the arrays written, Fuel's split attribute, bad input, and the
+commit protocol (atomic creation, killed writers, recovery)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+
+from fuel_datasets import DatasetError, FeatureWriter, open_dataset
+from fuel_datasets.superblock import lookup3, write_flags
+
+CLASSES = ["Archery", "Bowling", "Curling"]
+SPLIT_OF = ("train", "valid", "test")
+
+
+def make_video(v: int, dv: int = 6, da: int = 5, frames: int | None = None) -> dict:
+    """Video v: C3D-like rows every 16 frames, VGG-like rows every 8, flips of both; seeded by v."""
+    rng = np.random.default_rng(v)
+    F = frames if frames is not None else 200 + 24 * v
+    R1, R2 = F // 16, F // 8
+    return dict(
+        features={"c3d": rng.standard_normal((R1, dv)), "c3d_flip": rng.standard_normal((R1, dv)),
+                  "vgg": rng.standard_normal((R2, da)), "vgg_flip": rng.standard_normal((R2, da))},
+        frame_index={"c3d": 16 * np.arange(R1), "vgg": 8 * np.arange(R2)},
+        num_frames=F, fps=25.0 + v, targets=v % len(CLASSES), split=SPLIT_OF[v % 3])
+
+
+def write_file(path, count: int, **kwargs) -> None:
+    with FeatureWriter(path, class_names=CLASSES, attrs={"generator": "test"}) as writer:
+        writer.set_source_info("c3d", network="C3D", layer="fc6-1", chunk_length=16, stride=16)
+        for v in range(count):
+            writer.add_video(f"v{v:03d}", **make_video(v, **kwargs))
+
+
+def assert_video_equal(ds, v: int, **kwargs) -> None:
+    video, vid = make_video(v, **kwargs), f"v{v:03d}"
+    for source, rows in video["features"].items():
+        np.testing.assert_array_equal(ds.read(source, vid), rows.astype(np.float32))
+    assert ds.read("targets", vid) == video["targets"]
+    assert ds.num_frames(vid) == video["num_frames"] and ds.fps(vid) == video["fps"]
+    assert vid in ds.splits[video["split"]]
+
+
+def test_round_trip_matches_the_arrays_written(tmp_path):
+    path = tmp_path / "f.h5"
+    write_file(path, 7)
+    with open_dataset(path) as ds:
+        assert ds.sources == ("c3d", "c3d_flip", "vgg", "vgg_flip", "targets")
+        assert ds.class_names == CLASSES and ds.num_classes == 3 and not ds.multilabel
+        assert (ds.dim("c3d"), ds.dim("vgg"), ds.dim("targets")) == (6, 5, 1)
+        assert ds.splits == {s: [f"v{v:03d}" for v in range(7) if SPLIT_OF[v % 3] == s] for s in SPLIT_OF}
+        for v in range(7):
+            assert_video_equal(ds, v)
+        vgg = make_video(4)["features"]["vgg"].astype(np.float32)
+        np.testing.assert_array_equal(ds.read_rows("vgg", "v004", 3, 17, 2), vgg[3:17:2])
+        np.testing.assert_array_equal(ds.frame_index("vgg", "v004"), 8 * np.arange(len(vgg)))
+        np.testing.assert_array_equal(ds.frame_index("c3d_flip", "v004"), 16 * np.arange((200 + 96) // 16))
+        info = {"network": "C3D", "layer": "fc6-1", "chunk_length": 16, "stride": 16}
+        assert ds.source_info("c3d") == info and ds.source_info("c3d_flip") == info   # flip inherits
+        assert ds.attrs == {"generator": "test"}
+        with pytest.raises(DatasetError, match="rows 0:99"):
+            ds.read_rows("c3d", "v000", 0, 99)
+
+
+def test_multilabel_targets_and_unlabeled_videos(tmp_path):
+    path = tmp_path / "m.h5"
+    hot = np.array([1, 0, 1])
+    with FeatureWriter(path, class_names=CLASSES, multilabel=True) as writer:
+        writer.add_video("a", **dict(make_video(0), targets=hot))
+        writer.add_video("b", **dict(make_video(1), targets=None))
+    with open_dataset(path) as ds:
+        assert ds.multilabel and ds.dim("targets") == 3
+        np.testing.assert_array_equal(ds.read("targets", "a"), hot.astype(np.float32))
+        assert ds.read("targets", "b") is None
+
+
+def fuel_splits(h5file) -> dict:
+    """An independent port of H5PYDataset's split parsing (BLOCKS_FUEL.md §4.1)."""
+    out = {}
+    for row in h5file.attrs["split"]:
+        if not row["available"]:
+            continue
+        split, source = row["split"].decode(), row["source"].decode()
+        ref = row["indices"]
+        subset = sorted(set(h5file[ref][()].tolist())) if ref else list(range(row["start"], row["stop"]))
+        out.setdefault(split, {})[source] = subset
+    return out
+
+
+def test_split_attribute_is_fuels_structured_array(tmp_path):
+    path = tmp_path / "f.h5"
+    write_file(path, 5)
+    with h5py.File(path, "r") as f:
+        array = f.attrs["split"]
+        assert array.dtype.names == ("split", "source", "start", "stop", "indices", "available", "comment")
+        assert array.dtype["start"] == np.dtype("<i8") and array.dtype["start"].shape == ()
+        offsets = [array.dtype.fields[n][1] for n in array.dtype.names]
+        assert offsets == [0, 5, 15, 23, 31, 39, 40] and array.dtype.itemsize == 41      # packed: S5, S10
+        splits = fuel_splits(f)
+        assert set(splits) == set(SPLIT_OF)
+        for split in SPLIT_OF:
+            expected = [v for v in range(5) if SPLIT_OF[v % 3] == split]
+            assert splits[split] == dict.fromkeys(("fps", "num_frames", "targets", "video_id"), expected)
+            for source in ("video_id", "targets", "num_frames", "fps"):     # Fuel's rule: sources at root
+                assert f[source].shape[0] == 5
+
+
+def test_set_splits_moves_named_videos_only(tmp_path):
+    path = tmp_path / "f.h5"
+    write_file(path, 6)                  # train v0 v3, valid v1 v4, test v2 v5
+    with FeatureWriter(path) as writer:
+        assert write_flags(path) == 0b101              # a clean file is reopened straight into SWMR mode
+        writer.set_splits({"valid": ["v000", "v004"]})
+        with pytest.raises(DatasetError, match="both"):
+            writer.set_splits({"train": ["v001"], "test": ["v001"]})
+        with pytest.raises(DatasetError, match="no video 'nope'"):
+            writer.set_splits({"train": ["nope"]})
+    with open_dataset(path) as ds:
+        assert ds.splits == {"train": ["v003"], "valid": ["v000", "v004"], "test": ["v002", "v005"]}
+        assert ds.describe()["splits"]["none"] == 1                          # v001 left valid
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda v: v["features"].pop("vgg_flip"), "every video must provide the same sources"),
+    (lambda v: v["features"].update(c3d=np.zeros((len(v["features"]["c3d"]), 7))), "D = 7"),
+    (lambda v: v["features"]["vgg"].__setitem__((2, 1), np.nan), "'vgg': NaN or infinite values in rows .2"),
+    (lambda v: v["frame_index"]["vgg"].__setitem__(1, 3), "evenly spaced"),
+    (lambda v: v["features"].update(c3d_flip=v["features"]["c3d_flip"][:-1]), "rows and frames of 'c3d'"),
+    (lambda v: v.update(split="validation"), "not one of train, valid, test"),
+    (lambda v: v.update(targets=3), "class index in \\[0, 3\\)"),
+    (lambda v: v.update(num_frames=16), "outside the video's 16 frames"),
+])
+def test_bad_videos_are_refused_with_a_reason(tmp_path, change, message):
+    path = tmp_path / "f.h5"
+    with FeatureWriter(path, class_names=CLASSES) as writer:
+        writer.add_video("v000", **make_video(0))
+        video = make_video(1)
+        change(video)
+        with pytest.raises(DatasetError, match=message):
+            writer.add_video("v001", **video)
+        with pytest.raises(DatasetError, match="already in"):
+            writer.add_video("v000", **make_video(0))
+    with open_dataset(path) as ds:
+        assert ds.video_ids == ["v000"]
+
+
+def test_reader_names_the_available_sources_and_the_video_with_nan(tmp_path):
+    path = tmp_path / "f.h5"
+    write_file(path, 3)
+    with h5py.File(path, "r+") as f:                    # damage one row after the fact
+        first = f["rows/vgg"][1, 0]
+        f["features/vgg"][first + 4, 0] = np.inf
+    with open_dataset(path) as ds:
+        with pytest.raises(DatasetError, match="no source 'vgg_obj_fc8'; available: c3d, c3d_flip, vgg"):
+            ds.read("vgg_obj_fc8", "v000")
+        with pytest.raises(DatasetError, match="'v001', source 'vgg': NaN or infinite values in rows .4. "):
+            ds.read("vgg", "v001")
+        ds.read_rows("vgg", "v001", 0, 4)               # rows before the bad one are fine
+
+
+def test_existing_file_checks_classes_and_reserved_attributes(tmp_path):
+    path = tmp_path / "f.h5"
+    write_file(path, 1)
+    with pytest.raises(DatasetError, match="classes"):
+        FeatureWriter(path, class_names=["x"])
+    with pytest.raises(DatasetError, match="reserved"):
+        FeatureWriter(path, attrs={"split": "no"})
+    with pytest.raises(DatasetError, match="needs class_names"):
+        FeatureWriter(tmp_path / "new.h5")
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:                  # an HDF5 file of the oldest format, not ours
+        f["x"] = np.zeros(3)
+    with pytest.raises(DatasetError, match="not a feature dataset"):
+        FeatureWriter(other)
+
+
+def test_not_hdf5_and_truncated_files_give_one_line_errors(tmp_path):
+    text = tmp_path / "notes.h5"
+    text.write_text("not an hdf5 file\n")
+    good = tmp_path / "f.h5"
+    write_file(good, 4)
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    for path, message in ((text, "is not an HDF5 file"), (truncated, "is truncated or damaged"),
+                          (tmp_path / "missing.h5", "no such file")):
+        with pytest.raises(DatasetError, match=message) as info:
+            open_dataset(path)
+        assert "\n" not in str(info.value)
+
+
+def test_new_file_gets_its_name_only_at_the_first_commit(tmp_path):
+    path = tmp_path / "f.h5"
+    with FeatureWriter(path, class_names=CLASSES) as writer:
+        assert not path.exists() and (tmp_path / "f.h5.tmp").exists()
+        writer.add_video("v000", **make_video(0))
+        assert path.exists() and not (tmp_path / "f.h5.tmp").exists()
+        with open_dataset(path) as ds:                  # readable while the writer appends
+            assert ds.video_ids == ["v000"]
+        with pytest.raises(DatasetError, match="being written by another process"):
+            FeatureWriter(path)
+        writer.add_video("v001", **make_video(1))
+    with pytest.raises(RuntimeError):
+        with FeatureWriter(tmp_path / "g.h5", class_names=CLASSES):
+            raise RuntimeError("extraction failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.h5"]
+
+
+def test_superblock_checksum_is_lookup3():
+    # Test vectors from lookup3.c's driver5().
+    assert lookup3(b"") == 0xDEADBEEF
+    assert lookup3(b"Four score and seven years ago") == 0x17770551
+    assert lookup3(b"", 0xDEADBEEF) == 0xBD5B7DDE
+    assert lookup3(b"Four score and seven years ago", 1) == 0xCD628161
+
+
+CHILD = textwrap.dedent("""
+    import os, signal, sys
+    import h5py
+    sys.path.insert(0, {tests!r})
+    from test_layout import CLASSES, make_video
+    from fuel_datasets import FeatureWriter
+    path, mode = sys.argv[1], sys.argv[2]
+    with FeatureWriter(path, class_names=CLASSES) as writer:
+        for v in range(3):
+            writer.add_video(f"v{{v:03d}}", **make_video(v))
+        if mode == "after-rows":       # die once the 4th video's rows are flushed, before its commit
+            flush = h5py.File.flush
+            def flush_then_die(self):
+                flush(self)
+                os.kill(os.getpid(), signal.SIGKILL)
+            h5py.File.flush = flush_then_die
+        for v in range(3, 10**6):
+            writer.add_video(f"v{{v:03d}}", **make_video(v % 50, frames=4000))
+            print(v, flush=True)
+""")
+
+
+def run_child(tmp_path, mode: str):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(tests=os.path.dirname(__file__)))
+    path = tmp_path / "k.h5"
+    proc = subprocess.Popen([sys.executable, str(script), str(path), mode], stdout=subprocess.PIPE, text=True)
+    if mode == "running":
+        for _ in range(2):             # two more commits, then kill it in the middle of the next video
+            proc.stdout.readline()
+        proc.kill()
+    proc.wait()
+    assert proc.returncode == -9
+    return path
+
+
+@pytest.mark.parametrize("mode", ["after-rows", "running"])
+def test_killed_writer_leaves_its_committed_videos_readable_and_appendable(tmp_path, mode):
+    path = run_child(tmp_path, mode)
+    assert write_flags(path) != 0                       # HDF5 still marks it open for writing
+    with open_dataset(path) as ds:
+        committed = ds.num_videos
+        assert committed == 3 if mode == "after-rows" else committed >= 5
+        assert ds.video_ids == [f"v{v:03d}" for v in range(committed)]
+        for v in range(3):
+            assert_video_equal(ds, v)
+        if mode == "after-rows":
+            assert ds.describe()["uncommitted_videos"] == 1
+    with FeatureWriter(path) as writer:
+        assert writer.recovered and writer.num_videos == committed
+        assert write_flags(path) == 0b101              # appending in SWMR-write mode
+        for v in range(committed, committed + 2):
+            writer.add_video(f"v{v:03d}", **make_video(v))
+    assert write_flags(path) == 0
+    with open_dataset(path) as ds:
+        assert ds.num_videos == committed + 2 and ds.describe()["uncommitted_videos"] == 0
+        for v in (0, 1, 2, committed, committed + 1):
+            assert_video_equal(ds, v)
+        assert sorted(sum(ds.splits.values(), [])) == ds.video_ids     # no stale split entry
+        rows = ds.row_table("c3d")
+        assert (rows[1:, 0] == rows[:-1, 0] + rows[:-1, 1]).all()       # rows packed, tail trimmed
