@@ -1,0 +1,200 @@
+"""Speed of feature extraction: decoding alone, each network alone, both networks, the whole pipeline.
+
+Workload: one generated H.264 (yuv420p) video of --frames frames at --size (default 320×240, the
+common ActivityNet size), full-size networks with random weights (the speed does not depend on the
+values): C3D fc6 on every 16-frame clip and VGG-19 (obj) fc6 on frames 0 and 8 of each clip, each also
+on the flipped frames, as `alstm extract` runs them. Every rate is in *video frames per second*
+(16 per clip), so the columns compare directly:
+
+    decode      PyAV decoding through the background workers, nothing else
+    vgg_fc6     VGG-19 fc6 alone on decoded clips held in memory (preprocessing included)
+    c3d_fc6     C3D fc6 alone, likewise
+    networks    both networks on clips in memory: the compute the pipeline cannot avoid
+    pipeline    `extract_videos` on the file: decode worker ∥ both networks, rows to an in-memory writer
+
+The two networks share one device, so the pipeline can at best reach `networks` (≈ the harmonic
+sum of the two single-network rates), not the slower network alone; `pipeline / networks` is what
+decoding in the background is meant to keep ≥ 0.9 (decoding hidden behind compute), and
+`pipeline / slower network` is reported beside it. On CUDA the same rows are measured in float32
+and with float16 autocast + channels_last.
+
+Usage: ``python benchmarks/bench_extract.py [--quick] [--device cpu|cuda|all]``; writes
+``benchmarks/results/extract.json`` and prints a table. Numbers are noisy on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+from caffe_models import C3D, VGG19, RandomWeightsWarning  # noqa: E402
+from caffe_models.extract import CHUNK_LENGTH, FeatureExtractor, extract_videos  # noqa: E402
+from caffe_models.video import decode_in_background  # noqa: E402
+
+TARGET_PIPELINE_FRACTION = 0.9
+
+
+def write_test_video(path: Path, frames: int, width: int, height: int, seed: int = 0) -> None:
+    """A moving-gradient H.264 video (yuv420p, 25 fps): the kind of file extraction meets."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0, 1, height)[:, None, None]
+    x = np.linspace(0, 1, width)[None, :, None]
+    base = rng.uniform(40, 200, 3) + rng.uniform(-40, 40, 3) * y + rng.uniform(-40, 40, 3) * x
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "20", "preset": "veryfast"}
+        for t in range(frames):
+            image = base + 30 * np.sin(0.1 * t + 6 * x + 4 * y) + rng.normal(0, 4, (height, width, 3))
+            frame = av.VideoFrame.from_ndarray(np.clip(image, 0, 255).astype(np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+class NullWriter:
+    """Keeps nothing: the pipeline's own cost, without HDF5."""
+
+    def has_video(self, vid):
+        return False
+
+    def set_source_info(self, source, **info):
+        pass
+
+    def add_video(self, vid, **kwargs):
+        pass
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def rates_of(workloads: dict, frames: int, device: str, repeats: int) -> dict[str, float]:
+    """Video frames per second of each workload: one warm-up each, then ``repeats`` rounds that run them
+    in turn (interleaved, so that a busy machine slows all of them alike); the median per workload."""
+    times: dict[str, list[float]] = {name: [] for name in workloads}
+    for fn in workloads.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in workloads.items():
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: frames / _common.median(values) for name, values in times.items()}
+
+
+def measure(video: Path, device: str, precision: str, batch_size: int, repeats: int, workers: int) -> dict:
+    channels_last = device.startswith("cuda") and precision != "float32"
+    c3d, vgg = C3D(), VGG19()
+    decoded = [clip for v in decode_in_background([video]) for clip in v.items]  # FrameChunks
+    clips = [torch.from_numpy(c.frames) for c in decoded if len(c.frames) == CHUNK_LENGTH]
+    frames = CHUNK_LENGTH * len(clips)
+
+    def networks_on_memory(extractor):
+        def run():
+            for start in range(0, len(clips), batch_size):
+                extractor(clips[start:start + batch_size])
+        return run
+
+    def decode_only():
+        for v in decode_in_background([video], workers=workers):
+            for _ in v.items:
+                pass
+
+    kwargs = dict(device=device, precision=precision, channels_last=channels_last)
+    both = FeatureExtractor(c3d, {"obj": vgg}, ("fc6",), **kwargs)
+
+    def pipeline():
+        extract_videos([("bench", str(video))], NullWriter(), both, batch_size=batch_size, workers=workers,
+                       progress=False)
+
+    row = {"device": device, "precision": precision, "batch_size": batch_size, "frames": frames,
+           "repeats": repeats}
+    row.update(rates_of({
+        "decode": decode_only,
+        "vgg_fc6": networks_on_memory(FeatureExtractor(None, {"obj": vgg}, ("fc6",), **kwargs)),
+        "c3d_fc6": networks_on_memory(FeatureExtractor(c3d, None, ("fc6",), **kwargs)),
+        "networks": networks_on_memory(both),
+        "pipeline": pipeline,
+    }, frames, device, repeats))
+    row["networks_expected"] = 1 / (1 / row["vgg_fc6"] + 1 / row["c3d_fc6"])  # the two in sequence
+    row["pipeline_vs_networks"] = row["pipeline"] / row["networks"]
+    row["pipeline_vs_slower_network"] = row["pipeline"] / min(row["vgg_fc6"], row["c3d_fc6"])
+    row["target_met"] = row["pipeline_vs_networks"] >= TARGET_PIPELINE_FRACTION
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a short video and one repeat (smoke run)")
+    parser.add_argument("--device", default="all", choices=["cpu", "cuda", "all"],
+                        help="all: the CPU, and CUDA when present")
+    parser.add_argument("--frames", type=int, default=None, help="video length (default 128, quick 48)")
+    parser.add_argument("--size", default="320x240", help="video WIDTHxHEIGHT (default 320x240)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per row (default 3, quick 1)")
+    parser.add_argument("--workers", type=int, default=1, help="decode threads")
+    parser.add_argument("--out", type=Path, default=_common.RESULTS_DIR / "extract.json")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore", RandomWeightsWarning)
+    frames = args.frames or (48 if args.quick else 128)
+    repeats = args.repeats or (1 if args.quick else 3)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    devices = ["cpu"] if args.device in ("cpu", "all") else []
+    if args.device in ("cuda", "all") and torch.cuda.is_available():
+        devices.append("cuda")
+    if not devices:
+        print("no CUDA device here", file=sys.stderr)
+        return 2
+    rows = []
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as folder:
+        video = Path(folder) / "bench.mp4"
+        write_test_video(video, frames, width, height)
+        for device in devices:
+            settings = [("float32", 4)] if device == "cpu" else [("float32", 32), ("float16", 32)]
+            for precision, batch_size in settings:
+                rows.append(measure(video, device, precision, batch_size, repeats, args.workers))
+                print(f"measured {device} {precision}", file=sys.stderr)
+    payload = {
+        "benchmark": "extract",
+        "quick": args.quick,
+        "video": {"frames": frames, "width": width, "height": height, "codec": "h264 yuv420p"},
+        "unit": "video frames per second (16 per C3D clip; VGG on 2 frames per clip; all with flips)",
+        "target": f"pipeline >= {TARGET_PIPELINE_FRACTION} x networks (decoding hidden behind compute)",
+        "rows": rows,
+        "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},  # > cores: contended
+        "machine": _common.machine_description(),
+    }
+    _common.write_json(args.out, payload)
+    print(_common.format_table(rows, [
+        ("device", "device", "s"), ("precision", "precision", "s"), ("decode", "decode", ".0f"),
+        ("vgg_fc6", "VGG fc6", ".2f"), ("c3d_fc6", "C3D fc6", ".2f"), ("networks", "both nets", ".2f"),
+        ("networks_expected", "1/(1/V+1/C)", ".2f"),
+        ("pipeline", "pipeline", ".2f"), ("pipeline_vs_networks", "pipe/nets", ".2f"),
+        ("pipeline_vs_slower_network", "pipe/slower", ".2f"),
+    ]))
+    print(f"frames/s of video; target: pipeline ≥ {TARGET_PIPELINE_FRACTION:.0%} of both networks on "
+          f"decoded clips; load average {load_before[0]:.1f} → {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores; written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

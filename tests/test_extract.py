@@ -1,0 +1,458 @@
+"""`alstm extract` and caffe_models.extract: stored features against a direct run of the same networks
+on the true frames, resuming after SIGKILL, bad videos, labels, weights bookkeeping, shards and merging.
+
+The networks are the release architectures at reduced width (random or written-here weights), so a
+whole extraction takes well under a second.
+"""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from caffe_writer import mean_bytes, net_bytes, network_layers
+from videos import moving_frames, truncate, write_audio_only, write_video
+
+import reproduce.commands.extract as extract_cmd
+from caffe_models import C3D, VGG19, preprocess_c3d, preprocess_vgg
+from caffe_models.extract import FeatureExtractor, extract_videos
+from caffe_models.preprocess import C3D_MEAN_BGR
+from fuel_datasets.layout import FeatureWriter, open_dataset
+from reproduce.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::caffe_models.RandomWeightsWarning")
+
+VGG_SIZE = 32
+
+
+def small_c3d(seed=0, num_classes=5):
+    return C3D(num_classes, conv_channels=(2,) * 8, fc_dim=16, generator=torch.Generator().manual_seed(seed))
+
+
+def small_vgg(num_classes=6, seed=1):
+    return VGG19(num_classes, conv_channels=(2,) * 5, fc_dim=16, image_size=VGG_SIZE,
+                 generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture
+def small_networks(monkeypatch):
+    """The CLI builds reduced-width networks (same seeds as the release builders would get)."""
+    monkeypatch.setattr(extract_cmd, "new_c3d", lambda seed: small_c3d(seed))
+    monkeypatch.setattr(extract_cmd, "new_vgg", lambda n, seed: small_vgg(n, seed))
+
+
+def direct_features(frames, c3d, vggs, mean=C3D_MEAN_BGR, layers=("fc6", "fc8")):
+    """The sources of one video computed without the pipeline: (T, H, W, 3) true frames → networks."""
+    n = len(frames) // 16
+    clips = frames[: n * 16].reshape(n, 16, *frames.shape[1:])  # (n, 16, H, W, 3)
+    attended = frames[np.arange(0, n * 16, 8)]  # one frame every 8: (2n, H, W, 3)
+    out = {}
+    with torch.no_grad():
+        for flip in (False, True):
+            suffix = "_flip" if flip else ""
+            c = np.ascontiguousarray(clips[:, :, :, ::-1]) if flip else clips  # mirror the width axis
+            a = np.ascontiguousarray(attended[:, :, ::-1]) if flip else attended
+            feats = c3d.features(preprocess_c3d(c, mean), [f"{k}-1" for k in layers])
+            for k in layers:
+                out[f"c3d_{k}{suffix}"] = feats[f"{k}-1"].numpy()
+            for family, vgg in vggs.items():
+                feats = vgg.features(preprocess_vgg(a, size=VGG_SIZE), list(layers))
+                for k in layers:
+                    out[f"vgg_{family}_{k}{suffix}"] = feats[k].numpy()
+    return out
+
+
+def assert_features_close(stored, expected):
+    scale = np.abs(expected).max() + 1e-6
+    np.testing.assert_allclose(stored, expected, rtol=1e-4, atol=1e-5 * scale)
+
+
+class ListWriter:
+    """A writer kept in memory, for the engine's own tests."""
+
+    def __init__(self):
+        self.videos, self.info = {}, {}
+
+    def has_video(self, vid):
+        return vid in self.videos
+
+    def set_source_info(self, source, **info):
+        self.info[source] = info
+
+    def add_video(self, vid, **kwargs):
+        self.videos[vid] = kwargs
+
+
+@pytest.fixture(scope="module")
+def clip_videos(tmp_path_factory):
+    """Two lossless videos (true frames known exactly): an odd size in FFV1, H.264 (lossless RGB)."""
+    folder = tmp_path_factory.mktemp("videos")
+    truths = {"odd": moving_frames(40, 61, 97, seed=1), "h264": moving_frames(35, 48, 64, seed=2)}
+    write_video(folder / "odd.mkv", truths["odd"], "ffv1", fps=30)
+    write_video(folder / "h264.mp4", truths["h264"], "h264", fps=25)
+    return folder, truths
+
+
+# ---------------------------------------------------------------------------------------------------
+# The engine
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_size, workers", [(1, 1), (3, 2)])
+def test_stored_features_equal_a_direct_run_on_the_true_frames(clip_videos, batch_size, workers):
+    folder, truths = clip_videos
+    c3d, vgg = small_c3d(), small_vgg()
+    extractor = FeatureExtractor(c3d, {"obj": vgg})
+    writer = ListWriter()
+    videos = [("odd", folder / "odd.mkv"), ("h264", folder / "h264.mp4")]
+    summary = extract_videos(videos, writer, extractor, batch_size=batch_size, workers=workers,
+                             progress=False, split="valid")
+    assert summary.written == ["odd", "h264"] and summary.failed == {} and summary.frames == 75
+    for vid, truth in truths.items():
+        stored = writer.videos[vid]
+        expected = direct_features(truth, c3d, {"obj": vgg})
+        assert set(stored["features"]) == set(expected)
+        for source, value in expected.items():
+            assert_features_close(stored["features"][source], value)
+        n = len(truth) // 16
+        np.testing.assert_array_equal(stored["frame_index"]["c3d_fc6"], 16 * np.arange(n))
+        np.testing.assert_array_equal(stored["frame_index"]["vgg_obj_fc8"], 8 * np.arange(2 * n))
+        assert stored["num_frames"] == len(truth) and stored["targets"] is None and stored["split"] == "valid"
+    assert writer.videos["odd"]["fps"] == pytest.approx(30.0)
+    assert writer.videos["h264"]["fps"] == pytest.approx(25.0)
+    # the flip is a real mirror: features differ from the unflipped ones
+    odd = writer.videos["odd"]["features"]
+    assert not np.allclose(odd["c3d_fc6"], odd["c3d_fc6_flip"])
+    info = writer.info["c3d_fc6"]
+    assert info["layer"] == "fc6-1" and info["chunk_length"] == 16 and info["stride"] == 16
+    assert info["weights"] == "random initialisation (seed 0); not real C3D features"
+    flip_info = writer.info["vgg_obj_fc8_flip"]
+    assert flip_info["stride"] == 8 and flip_info["flipped"] is True
+
+
+def test_auto_precision_keeps_low_precision_only_within_tolerance(clip_videos):
+    folder, truths = clip_videos
+    truth = truths["odd"]
+    results = {}
+    for tolerance in (0.0, 1.0):
+        c3d = small_c3d()
+        extractor = FeatureExtractor(c3d, None, ("fc6",), flip=False, precision="auto",
+                                     auto_dtype=torch.bfloat16, tolerance=tolerance)
+        writer = ListWriter()
+        extract_videos([("odd", folder / "odd.mkv")], writer, extractor, batch_size=1, progress=False)
+        stored = writer.videos["odd"]["features"]["c3d_fc6"]
+        results[tolerance] = (stored, writer.info["c3d_fc6"]["precision"])
+    clips = torch.from_numpy(truth[:32].reshape(2, 16, *truth.shape[1:]))
+    with torch.no_grad():
+        exact = small_c3d().features(preprocess_c3d(clips, C3D_MEAN_BGR), ["fc6"])["fc6"].numpy()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = small_c3d().features(preprocess_c3d(clips, C3D_MEAN_BGR), ["fc6"])["fc6"].float().numpy()
+    assert np.abs(low - exact).max() > 0  # bfloat16 does change the features
+    # tolerance 0: bfloat16 rejected on the first batch, everything float32
+    assert results[0.0][1].startswith("float32 (auto: bfloat16 deviates")
+    assert_features_close(results[0.0][0], exact)
+    # tolerance 1: the first batch (the trial) is float32, the next one bfloat16
+    assert results[1.0][1].startswith("bfloat16 autocast (auto: bfloat16 deviates")
+    assert_features_close(results[1.0][0][0], exact[0])
+    np.testing.assert_allclose(results[1.0][0][1], low[1], rtol=1e-3, atol=1e-3 * np.abs(low).max())
+
+
+def test_channels_last_gives_the_features_of_the_default_layout(clip_videos):
+    _, truths = clip_videos
+    truth = truths["h264"]
+    clips = [torch.from_numpy(truth[:16]), torch.from_numpy(truth[16:32])]
+    c3d, vgg = small_c3d(), small_vgg()
+    plain = FeatureExtractor(c3d, {"obj": vgg})(clips)
+    fast = FeatureExtractor(c3d, {"obj": vgg}, channels_last=True)(clips)
+    assert plain.keys() == fast.keys()
+    for source, value in plain.items():
+        assert_features_close(fast[source], value)
+
+
+def test_extractor_rejects_unknown_layers_and_precisions():
+    from caffe_models.errors import CaffeModelError
+
+    with pytest.raises(CaffeModelError, match="choose among fc6, fc7, fc8"):
+        FeatureExtractor(small_c3d(), None, ("pool5",))
+    with pytest.raises(CaffeModelError, match="precision 'half'"):
+        FeatureExtractor(small_c3d(), None, precision="half")
+    with pytest.raises(CaffeModelError, match="no network"):
+        FeatureExtractor(None, {})
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------------------------------
+
+
+def run_cli(*argv):
+    return main(["extract", *map(str, argv)])
+
+
+def test_random_weights_are_refused_unless_allowed(tmp_path, small_networks, capsys, clip_videos):
+    folder, _ = clip_videos
+    code = run_cli(folder / "odd.mkv", "--out", tmp_path / "f.h5", "--classes", "a,b")
+    err = capsys.readouterr().err
+    assert code == 2 and "no weight file for c3d, vgg_obj" in err and "--allow-random-weights" in err
+    assert not (tmp_path / "f.h5").exists()
+    assert run_cli(folder / "odd.mkv", "--out", tmp_path / "f.h5", "--classes", "a,b",
+                   "--allow-random-weights", "--quiet") == 0
+    assert "RANDOM weights" in capsys.readouterr().err
+    with open_dataset(tmp_path / "f.h5") as ds:
+        assert ds.source_info("vgg_obj_fc6")["real_weights"] is False
+        assert ds.attrs["random_weights"] == "c3d, vgg_obj"
+
+
+def test_weight_files_are_loaded_and_recorded(tmp_path, small_networks, clip_videos, capsys):
+    folder, truths = clip_videos
+    rng = np.random.default_rng(0)
+    c3d_file, vgg_file = tmp_path / "c3d.caffemodel", tmp_path / "vgg.caffemodel"
+    mean_file = tmp_path / "mean.binaryproto"
+    names = {"fc6": "fc6-1", "fc7": "fc7-1", "fc8": "fc8-1"}
+    c3d_layers = network_layers(small_c3d(), names=names, schema="c3d", rng=rng)
+    c3d_file.write_bytes(net_bytes(c3d_layers, schema="c3d"))
+    vgg_file.write_bytes(net_bytes(network_layers(small_vgg(1000), rng=rng)))
+    mean = rng.uniform(90, 130, (3, 16, 128, 171)).astype(np.float32)
+    mean_file.write_bytes(mean_bytes(mean, "c3d"))
+    code = run_cli(folder / "odd.mkv", "--out", tmp_path / "f.h5", "--classes", "a,b", "--c3d", c3d_file,
+                   "--c3d-mean", mean_file, "--vgg", f"obj={vgg_file}", "--quiet")
+    assert code == 0 and "RANDOM" not in capsys.readouterr().err
+    # the same networks, loaded here, on the true frames
+    from caffe_models import load_caffemodel
+
+    c3d, vgg = small_c3d(), small_vgg(1000)
+    load_caffemodel(c3d, c3d_file)
+    load_caffemodel(vgg, vgg_file)
+    expected = direct_features(truths["odd"], c3d, {"obj": vgg}, mean=mean)
+    with open_dataset(tmp_path / "f.h5") as ds:
+        for source, value in expected.items():
+            assert_features_close(ds.read(source, "odd"), value)
+        info = ds.source_info("c3d_fc8_flip")
+        digest = hashlib.sha256(c3d_file.read_bytes()).hexdigest()
+        assert info["weights"] == f"c3d.caffemodel (sha256 {digest})"
+        assert hashlib.sha256(mean_file.read_bytes()).hexdigest() in info["preprocessing"]
+        assert info["real_weights"] is True and info["flipped"] is True
+        assert ds.source_info("vgg_obj_fc6")["weights"].startswith("vgg.caffemodel (sha256 ")
+
+
+def test_bad_videos_are_reported_and_skipped(tmp_path, small_networks, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = moving_frames(36, 32, 48, seed=4)
+    write_video(folder / "good.mkv", good, "ffv1")
+    write_video(folder / "short.mkv", moving_frames(10, 32, 48), "ffv1")
+    write_audio_only(folder / "sound.mp4")
+    (folder / "text.avi").write_text("this is not a video\n" * 10)
+    write_video(tmp_path / "full.mp4", moving_frames(80, 48, 64, seed=5), "h264")
+    truncate(tmp_path / "full.mp4", folder / "cut.mp4", 0.6)
+    out = tmp_path / "f.h5"
+    code = run_cli(folder, "--out", out, "--classes", "x", "--allow-random-weights", "--quiet")
+    err = capsys.readouterr()
+    assert code == 1
+    assert "extracted 2 videos (1 partial), skipped 0 already present, 3 failed" in err.out
+    assert f"failed: {folder / 'short.mkv'}: only 10 decodable frames" in err.err
+    assert f"failed: {folder / 'sound.mp4'}: no video stream" in err.err
+    assert f"failed: {folder / 'text.avi'}: cannot open as a video" in err.err
+    assert f"warning: {folder / 'cut.mp4'}: stored the readable part" in err.err and "truncated" in err.err
+    with open_dataset(out) as ds:
+        assert sorted(ds.splits["test"]) == ["cut", "good"]
+        assert ds.num_frames("good") == 36 and 16 <= ds.num_frames("cut") < 80
+        assert len(ds.read("c3d_fc6", "cut")) == ds.num_frames("cut") // 16
+    # a rerun skips what is there, retries the failures, and --keep-going turns the verdict to 0
+    assert run_cli(folder, "--out", out, "--classes", "x", "--allow-random-weights", "--quiet",
+                   "--keep-going") == 0
+    assert "extracted 0 videos (0 partial), skipped 2 already present, 3 failed" in capsys.readouterr().out
+
+
+def test_labels_csv_single_and_multi_label(tmp_path, small_networks, clip_videos, capsys):
+    folder, _ = clip_videos
+    videos = [folder / "odd.mkv", folder / "h264.mp4"]
+    (tmp_path / "single.csv").write_text("video,label\nodd.mkv,Run\nh264,Eat\n")
+    assert run_cli(*videos, "--out", tmp_path / "s.h5", "--labels", tmp_path / "single.csv", "--split",
+                   "train", "--allow-random-weights", "--quiet") == 0
+    with open_dataset(tmp_path / "s.h5") as ds:
+        assert ds.class_names == ["Eat", "Run"] and not ds.multilabel
+        assert (ds.read("targets", "odd"), ds.read("targets", "h264")) == (1, 0)
+        assert sorted(ds.splits["train"]) == ["h264", "odd"]
+    (tmp_path / "multi.csv").write_text("odd,Run;Kiss\nh264,Eat\nodd,Eat\n")
+    assert run_cli(*videos, "--out", tmp_path / "m.h5", "--labels", tmp_path / "multi.csv", "--multilabel",
+                   "--classes", "Eat,Kiss,Run,Sit", "--allow-random-weights", "--quiet") == 0
+    with open_dataset(tmp_path / "m.h5") as ds:
+        assert ds.multilabel and ds.class_names == ["Eat", "Kiss", "Run", "Sit"]
+        np.testing.assert_array_equal(ds.read("targets", "odd"), [1, 1, 1, 0])
+        np.testing.assert_array_equal(ds.read("targets", "h264"), [1, 0, 0, 0])
+    capsys.readouterr()
+    assert run_cli(*videos, "--out", tmp_path / "x.h5", "--labels", tmp_path / "multi.csv",
+                   "--allow-random-weights") == 2
+    assert "video odd has labels ['Eat', 'Kiss', 'Run']; pass --multilabel" in capsys.readouterr().err
+    (tmp_path / "partial.csv").write_text("odd,Run\n")
+    assert run_cli(*videos, "--out", tmp_path / "x.h5", "--labels", tmp_path / "partial.csv",
+                   "--allow-random-weights") == 2
+    assert "no label for 1 videos (h264)" in capsys.readouterr().err
+    assert run_cli(*videos, "--out", tmp_path / "x.h5", "--labels", tmp_path / "single.csv", "--classes",
+                   "Run", "--allow-random-weights") == 2
+    assert "labels not among the classes: Eat" in capsys.readouterr().err
+
+
+def test_appending_with_other_weights_is_refused(tmp_path, small_networks, clip_videos, capsys):
+    folder, _ = clip_videos
+    out = tmp_path / "f.h5"
+    assert run_cli(folder / "odd.mkv", "--out", out, "--classes", "a", "--allow-random-weights",
+                   "--quiet") == 0
+    code = run_cli(folder / "h264.mp4", "--out", out, "--allow-random-weights", "--seed", "7", "--quiet")
+    assert code == 2
+    assert "c3d_fc6 was extracted with random initialisation (seed 0)" in capsys.readouterr().err
+    code = run_cli(folder / "h264.mp4", "--out", out, "--allow-random-weights", "--layers", "fc7", "--quiet")
+    assert code == 2 and "Use the same --layers" in capsys.readouterr().err
+    # the same settings append (the class names come from the file)
+    assert run_cli(folder / "h264.mp4", "--out", out, "--allow-random-weights", "--quiet") == 0
+    with open_dataset(out) as ds:
+        assert ds.splits["test"] == ["odd", "h264"] and ds.class_names == ["a"]
+
+
+def read_everything(path):
+    with open_dataset(path) as ds:
+        videos = {}
+        for split, ids in ds.splits.items():
+            for vid in ids:
+                videos[vid] = {
+                    "split": split, "num_frames": ds.num_frames(vid), "fps": ds.fps(vid),
+                    "targets": ds.read("targets", vid),
+                    **{s: ds.read(s, vid) for s in ds.feature_sources},
+                    **{f"index/{s}": ds.frame_index(s, vid) for s in ds.feature_sources},
+                }
+        info = {s: ds.source_info(s) for s in ds.feature_sources}
+        return ds.splits, videos, info, (ds.class_names, ds.multilabel, ds.attrs)
+
+
+def test_sharded_runs_merge_into_the_single_process_file(tmp_path, small_networks, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(3):
+        write_video(folder / f"v{k}.mkv", moving_frames(16 + 8 * k, 24, 40, seed=k), "ffv1")
+    (tmp_path / "labels.csv").write_text("".join(f"v{k},{'ab'[k % 2]}\n" for k in range(3)))
+    common = [folder, "--labels", tmp_path / "labels.csv", "--allow-random-weights", "--quiet"]
+    assert run_cli(*common, "--out", tmp_path / "single.h5") == 0
+    # 4 ranks for 3 videos (rank 3 gets none); ranks 3..1 first (rank 0 would wait for their
+    # markers), then rank 0, which merges
+    for rank in (3, 2, 1):
+        assert run_cli(*common, "--out", tmp_path / "merged.h5", "--shard", f"{rank}/4") == 0
+        assert (tmp_path / f"merged.shard{rank}-of4.h5").exists()
+    assert not (tmp_path / "merged.h5").exists()
+    assert run_cli(*common, "--out", tmp_path / "merged.h5", "--shard", "0/4") == 0
+    assert "merged 4 shards" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path)) == ["in", "labels.csv", "merged.h5", "single.h5"]  # shards removed
+    single, merged = read_everything(tmp_path / "single.h5"), read_everything(tmp_path / "merged.h5")
+    assert single[0] == merged[0] and single[0]["test"] == [f"v{k}" for k in range(3)]  # same order
+    assert single[2] == merged[2] and single[3] == merged[3]
+    assert single[1].keys() == merged[1].keys()
+    for vid, fields in single[1].items():
+        for name, value in fields.items():
+            np.testing.assert_array_equal(merged[1][vid][name], value, err_msg=f"{vid} {name}")
+
+
+def test_shard_comes_from_the_flag_or_torchrun_variables():
+    assert extract_cmd.parse_shard(None, {}) == (0, 1)
+    assert extract_cmd.parse_shard(None, {"RANK": "2", "WORLD_SIZE": "4"}) == (2, 4)
+    assert extract_cmd.parse_shard("1/3", {"RANK": "2", "WORLD_SIZE": "4"}) == (1, 3)
+    from reproduce.errors import ReproduceError
+
+    with pytest.raises(ReproduceError, match="RANK must be in"):
+        extract_cmd.parse_shard("3/3", {})
+    with pytest.raises(ReproduceError, match="write RANK/WORLD"):
+        extract_cmd.parse_shard("first", {})
+
+
+def test_video_listing(tmp_path):
+    (tmp_path / "b").mkdir()
+    for name in ("b/z.mp4", "b/a.AVI", "notes.txt", "c.webm"):
+        (tmp_path / name).write_bytes(b"")
+    listed = extract_cmd.list_videos([str(tmp_path)])
+    assert listed == [("c", str(tmp_path / "c.webm")), ("a", str(tmp_path / "b/a.AVI")),
+                      ("z", str(tmp_path / "b/z.mp4"))]
+    (tmp_path / "z.mkv").write_bytes(b"")
+    from reproduce.errors import ReproduceError
+
+    with pytest.raises(ReproduceError, match="two videos have the id 'z'"):
+        extract_cmd.list_videos([str(tmp_path)])
+    with pytest.raises(ReproduceError, match="missing.mp4: no such file"):
+        extract_cmd.list_videos([str(tmp_path / "missing.mp4")])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Killed run
+# ---------------------------------------------------------------------------------------------------
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    import torch
+    import reproduce.commands.extract as cmd
+    from caffe_models import C3D, VGG19
+    from fuel_datasets.writer import FeatureWriter
+    cmd.new_c3d = lambda seed: C3D(5, conv_channels=(2,) * 8, fc_dim=16,
+                                   generator=torch.Generator().manual_seed(seed))
+    cmd.new_vgg = lambda n, seed: VGG19(n, conv_channels=(2,) * 5, fc_dim=16, image_size=32,
+                                        generator=torch.Generator().manual_seed(seed))
+    add = FeatureWriter.add_video
+    def add_and_tell(self, vid, **kw):
+        if self.num_videos >= 2:  # the third video is computed, and held back from the file a while
+            time.sleep(float(sys.argv[1]))
+        add(self, vid, **kw)
+        print("committed", vid, flush=True)
+    FeatureWriter.add_video = add_and_tell
+    from reproduce.cli import main
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+def test_killed_run_resumes_with_every_video_once(tmp_path, small_networks, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(5):
+        write_video(folder / f"v{k}.mkv", moving_frames(20, 24, 40, seed=10 + k), "ffv1")
+    (tmp_path / "child.py").write_text(CHILD)
+    args = ["extract", str(folder), "--classes", "a", "--allow-random-weights", "--quiet", "--no-vgg-obj",
+            "--no-flip", "--layers", "fc8"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, str(tmp_path / "child.py"), "2", *args, "--out",
+                              str(tmp_path / "f.h5")],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        committed = [child.stdout.readline().split()[1] for _ in range(2)]
+    finally:
+        child.send_signal(signal.SIGKILL)  # while v2 is in flight: computed, not yet written
+        child.wait()
+        child.stdout.close()
+    assert committed == ["v0", "v1"]
+    with open_dataset(tmp_path / "f.h5") as ds:
+        survived = ds.splits["test"]
+    assert survived == ["v0", "v1"]  # the killed run lost only the video in flight
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "f.h5")]) == 0  # the same command again
+    assert f"extracted {5 - len(survived)} videos (0 partial), skipped {len(survived)} already present" in (
+        capsys.readouterr().out)
+    assert main([*args, "--out", str(tmp_path / "clean.h5")]) == 0
+    resumed, fresh = read_everything(tmp_path / "f.h5"), read_everything(tmp_path / "clean.h5")
+    assert resumed[0]["test"] == [f"v{k}" for k in range(5)]  # each video once, in order
+    for vid, fields in fresh[1].items():
+        for name, value in fields.items():
+            np.testing.assert_array_equal(resumed[1][vid][name], value, err_msg=f"{vid} {name}")
+
+
+def test_writer_protocol_is_the_project_writer(tmp_path, clip_videos):
+    """The engine writes through FeatureWriter itself (not only the in-memory stand-in)."""
+    folder, truths = clip_videos
+    c3d = small_c3d()
+    with FeatureWriter(tmp_path / "f.h5", class_names=["a"]) as writer:
+        extract_videos([("h264", folder / "h264.mp4")], writer, FeatureExtractor(c3d, None, ("fc8",)),
+                       progress=False)
+    expected = direct_features(truths["h264"], c3d, {}, layers=("fc8",))
+    with open_dataset(tmp_path / "f.h5") as ds:
+        assert set(ds.feature_sources) == {"c3d_fc8", "c3d_fc8_flip"}
+        assert_features_close(ds.read("c3d_fc8_flip", "h264"), expected["c3d_fc8_flip"])
+        np.testing.assert_array_equal(ds.frame_index("c3d_fc8_flip", "h264"), [0, 16])
