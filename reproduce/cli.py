@@ -14,7 +14,14 @@ import os
 import sys
 
 # subcommand -> (module under reproduce.commands, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("train", "train an attention LSTM on a feature file"),
+    "evaluate": ("evaluate", "accuracy and mAP of checkpoints, ensembles or the C3D baseline"),
+    "extract": ("extract", "C3D and VGG-19 features of videos into a feature file"),
+    "dataset": ("dataset", "inspect, convert (legacy Fuel) and repair feature files"),
+    "synth": ("synth", "generate the built-in benchmark dataset (known salient frames)"),
+    "highlight": ("highlight", "classify a video and report the frames its attention highlights"),
+}
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -47,9 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Variables torchrun sets in every process it launches; reproduce.distributed reads them from args.torchrun.
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def torchrun_variables(environ) -> dict[str, str] | None:
+    """torchrun's variables from ``environ`` (None when not launched by torchrun)."""
+    found = {name: environ[name] for name in TORCHRUN_VARIABLES if name in environ}
+    return found if "WORLD_SIZE" in found else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.torchrun = torchrun_variables(os.environ)
     user_errors = _user_errors()
     try:
         return int(args._run(args) or 0)

@@ -439,9 +439,14 @@ def test_killed_run_resumes_with_every_video_once(tmp_path, small_networks, caps
     assert main([*args, "--out", str(tmp_path / "clean.h5")]) == 0
     resumed, fresh = read_everything(tmp_path / "f.h5"), read_everything(tmp_path / "clean.h5")
     assert resumed[0]["test"] == [f"v{k}" for k in range(5)]  # each video once, in order
+    ds_features = set(resumed[2])  # feature sources (floats); ids, indices and targets must be equal
+    # the killed child computed v0, v1 in another process, whose BLAS threading may order sums differently
     for vid, fields in fresh[1].items():
         for name, value in fields.items():
-            np.testing.assert_array_equal(resumed[1][vid][name], value, err_msg=f"{vid} {name}")
+            if name in ds_features:
+                np.testing.assert_allclose(resumed[1][vid][name], value, rtol=1e-3, err_msg=f"{vid} {name}")
+            else:
+                np.testing.assert_array_equal(resumed[1][vid][name], value, err_msg=f"{vid} {name}")
 
 
 def test_writer_protocol_is_the_project_writer(tmp_path, clip_videos):

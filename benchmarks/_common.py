@@ -1,0 +1,107 @@
+"""Helpers shared by the benchmarks: machine description, matmul peak, timing, JSON and tables.
+
+Benchmarks are scripts (``python benchmarks/bench_X.py``); this module sits beside them and is
+imported as ``_common``. Timings on a shared machine are noisy: measure the peak interleaved with the
+workload (call :func:`matmul_peak_seconds` between repetitions) so that their ratio is fair.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def cpu_model_name() -> str:
+    """The CPU's marketing name from /proc/cpuinfo, or platform.processor() elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_description() -> dict:
+    """What the numbers were measured on: CPU, cores, threads, torch and its BLAS."""
+    return {
+        "cpu": cpu_model_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "mkl": torch.backends.mkl.is_available(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def time_call(fn: Callable[[], object]) -> float:
+    """Wall-clock seconds of one call (CUDA work included when present)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def matmul_peak_operands(size: int, dtype: torch.dtype = torch.float32, seed: int = 0):
+    """Two (size, size) random matrices for :func:`matmul_peak_seconds`."""
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(size, size, generator=generator, dtype=dtype),
+            torch.randn(size, size, generator=generator, dtype=dtype))
+
+
+def matmul_peak_seconds(operands, out: torch.Tensor | None = None) -> float:
+    """Seconds of one large square ``torch.mm``; its FLOPs are 2·size³ (see :func:`matmul_flops`)."""
+    a, b = operands
+    return time_call(lambda: torch.mm(a, b, out=out))
+
+
+def matmul_flops(size: int) -> float:
+    return 2.0 * size**3
+
+
+def median(values) -> float:
+    return float(statistics.median(values))
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write ``payload`` atomically (temporary file in the same folder, then os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(payload, out, indent=2, sort_keys=False)
+            out.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """A plain-text table: columns are (key, header, format spec), e.g. ("gflops", "GFLOP/s", ".1f")."""
+    cells = [[header for _, header, _ in columns]]
+    for row in rows:
+        cells.append([format(row[key], spec) if row.get(key) is not None else "-"
+                      for key, _, spec in columns])
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    lines = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)) for line in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)

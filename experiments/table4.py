@@ -1,0 +1,8 @@
+"""Table 4 of the paper (see reproduce/tables.py for its rows); `--help` for options."""
+
+import sys
+
+from _table import main
+
+if __name__ == "__main__":
+    sys.exit(main(4))

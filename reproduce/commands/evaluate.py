@@ -1,0 +1,131 @@
+"""Evaluate trained models on a split: accuracy, mAP and per-class AP (SPEC §4).
+
+Each video is scored by 40 random windows and the same 40 on flipped frames (--crops), averaged.
+Several --checkpoint flags evaluate their ensemble (the average of the models' scores, SPEC §2);
+--baseline SOURCE evaluates the CNN baseline "C3D (fc8)" instead (the network's own softmax from that
+source, averaged over each window's chunks). A run folder given as --checkpoint means its best.pt.
+
+Two mAPs are reported: scikit-learn's average precision ("mAP") and ActivityNet's official
+interpolated AP ("mAP_interpolated"). Values are fractions in [0, 1]. --json writes every number:
+accuracy, hit_at_3, mAP, mAP_interpolated, per_class_ap, per_class_ap_interpolated,
+classes_without_positives, num_videos, excluded_videos, split, crops, seed, checkpoints (and members
+for an ensemble). --scores writes the video scores (video_ids, scores (V, C), positives (V, C)).
+Under `torchrun --nproc-per-node K -m reproduce.cli evaluate ...` the videos are shared over the K
+processes and rank 0 writes the merged report, equal to a single process's.
+
+examples:
+  alstm evaluate --data synth.h5 --checkpoint runs/obj_fc8/best.pt --json obj_fc8.json
+  alstm evaluate --data synth.h5 --checkpoint runs/act_fc8 --checkpoint runs/obj_fc8
+  alstm evaluate --data synth.h5 --baseline c3d_fc8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+
+import numpy as np
+
+from reproduce.errors import ReproduceError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="feature HDF5 file")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
+                        help="checkpoint (or run folder: its best.pt); repeat for an ensemble")
+    parser.add_argument("--baseline", metavar="SOURCE", default=None,
+                        help="evaluate the C3D (fc8) baseline read from SOURCE (e.g. c3d_fc8)")
+    parser.add_argument("--split", default="test", help="split to evaluate (default test)")
+    parser.add_argument("--crops", type=int, default=40,
+                        help="random windows per video, plus as many flipped (default 40)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the window positions")
+    parser.add_argument("--no-flip", dest="flip", action="store_false",
+                        help="no flipped windows (for files without <source>_flip features)")
+    parser.add_argument("--frames", type=int, default=192, help="window length F of the baseline")
+    parser.add_argument("--steps", type=int, default=12, help="chunks N per window of the baseline")
+    parser.add_argument("--json", metavar="OUT", default=None, help="write the full report as JSON")
+    parser.add_argument("--scores", metavar="OUT.npz", default=None, help="write the video scores")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _checkpoint_path(path: str) -> str:
+    return os.path.join(path, "best.pt") if os.path.isdir(path) else path
+
+
+def _plain(value):
+    """NaN → None recursively, so the JSON is standard."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _write_atomically(path: str, write) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    from reproduce.distributed import setup
+    from reproduce.evaluate import evaluate_baseline, evaluate_checkpoints
+
+    if bool(args.checkpoint) == bool(args.baseline):
+        raise ReproduceError("give either --checkpoint (one or more) or --baseline SOURCE")
+    if args.crops < 1:
+        raise ReproduceError("--crops must be at least 1")
+    device = "cpu" if args.baseline else args.device
+    with setup(getattr(args, "torchrun", None), device) as dist:   # one process, or a torchrun job
+        if args.baseline:
+            result, scores = evaluate_baseline(args.data, args.baseline, split=args.split, crops=args.crops,
+                                               seed=args.seed, flip=args.flip, frames=args.frames,
+                                               steps=args.steps, progress=not args.quiet, dist=dist)
+        else:
+            result, scores = evaluate_checkpoints(
+                args.data, [_checkpoint_path(p) for p in args.checkpoint], split=args.split, crops=args.crops,
+                seed=args.seed, flip=args.flip, progress=not args.quiet, dist=dist)
+        if not dist.is_main:
+            return 0                                # rank 0 writes and prints the merged report
+    result = _plain(result)
+    if args.json:
+        def write_json(tmp):
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(result, f, indent=2)
+                f.write("\n")
+        _write_atomically(args.json, write_json)
+    if args.scores:
+        def write_scores(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, video_ids=np.array(scores.video_ids), scores=scores.scores,
+                         positives=scores.positives)
+        _write_atomically(args.scores, write_scores)
+
+    def pct(value):
+        return "-" if value is None else f"{100 * value:.1f}"
+
+    what = f"baseline {args.baseline}" if args.baseline else ", ".join(result["checkpoints"])
+    windows = f"{args.crops}+{args.crops}" if args.flip else f"{args.crops}"
+    print(f"{what} on {args.split} ({result['num_videos']} videos, {windows} windows each, "
+          f"{result['excluded_videos']} too short)")
+    print(f"accuracy {pct(result['accuracy'])}%  hit@3 {pct(result['hit_at_3'])}%  "
+          f"mAP {pct(result['mAP'])}%  mAP (ActivityNet interpolated) {pct(result['mAP_interpolated'])}%")
+    for member in result.get("members", []):
+        print(f"  member {member['checkpoint']}: accuracy {pct(member['accuracy'])}%  "
+              f"mAP {pct(member['mAP'])}%")
+    if result["classes_without_positives"]:
+        print(f"{len(result['classes_without_positives'])} classes have no positive video and are left out "
+              "of the mAP")
+    return 0

@@ -1,0 +1,228 @@
+"""Testing as in SPEC §4: per video, 40 windows + the same 40 on flipped frames, scores averaged.
+
+Three kinds of scorer share one path (`VideoScores`: one row of class scores per test video):
+
+- a trained checkpoint: the model's window scores (the average of its per-step softmax y_t, or the
+  sigmoid of the averaged logits for multi-label models), averaged over the video's 80 windows;
+- an ensemble (SPEC §2, Tables 2 and 5): the average of several checkpoints' video scores. Each member
+  reads its own sources with its own windows; with the same seed, spec and crops the window positions
+  coincide, so this equals averaging the members' window scores first;
+- the CNN baseline "C3D (fc8)": the network's own softmax, averaged over each window's N chunks and
+  then over the windows. The ``c3d_fc8`` source is assumed to hold the network's fc8 *logits* (what a
+  Caffe ``fc8`` blob is) and is softmaxed here; if its source info says it already holds probabilities
+  (``layer`` = "prob", or ``probabilities`` true) it is averaged as it is. Its width must be the dataset's
+  class count, i.e. a network fine-tuned on those classes, as in the paper.
+
+Windows of several videos are concatenated into one forward pass of up to ``window_batch`` windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from reproduce.errors import ReproduceError
+from reproduce.metrics import classification_report
+
+_NO_VIDEO = "no video to evaluate: the split is empty or every video is shorter than a window"
+
+
+class VideoScores(NamedTuple):
+    video_ids: tuple[str, ...]
+    scores: np.ndarray        # (V, C) float64: the mean of the video's window scores
+    positives: np.ndarray     # (V, C) bool: the video's label(s)
+    loss: float | None        # the mean per-window loss, when a loss function was given
+
+
+def _positives(targets: torch.Tensor, num_classes: int) -> np.ndarray:
+    """A video's label row (C,) bool from its windows' targets: (B,) int64 or (B, C) multi-hot."""
+    first = targets[0]
+    if first.dim() == 0:
+        row = np.zeros(num_classes, dtype=bool)
+        row[int(first)] = True
+        return row
+    return first.cpu().numpy() > 0.5
+
+
+def _grouped(windows: Iterable, window_batch: int):
+    """Lists of (video_id, Batch) holding at most ``window_batch`` windows (at least one video)."""
+    group, size = [], 0
+    for video_id, batch in windows:
+        count = batch.inputs.shape[0]
+        if group and size + count > window_batch:
+            yield group
+            group, size = [], 0
+        group.append((video_id, batch))
+        size += count
+    if group:
+        yield group
+
+
+def _concat(tensors: Sequence[torch.Tensor | None], device: torch.device) -> torch.Tensor | None:
+    if tensors[0] is None:
+        return None
+    return torch.cat(list(tensors)).to(device)
+
+
+@torch.no_grad()
+def score_videos(model: torch.nn.Module, windows: Iterable, *, device: str | torch.device = "cpu",
+                 loss_fn: Callable | None = None, window_batch: int = 400,
+                 progress: bool = False, desc: str = "evaluate") -> VideoScores:
+    """Video scores of ``model`` (put in eval mode) over ``windows`` (pairs (video_id, Batch), e.g. a
+    TestWindows). ``loss_fn(step_logits (B, N, C), targets) -> (B,)`` adds the mean window loss."""
+    device = torch.device(device)
+    model.eval()
+    ids, rows, positives = [], [], []
+    loss_sum, loss_count = 0.0, 0
+    total = len(windows) if hasattr(windows, "__len__") else None
+    with tqdm(total=total, desc=desc, unit="video", disable=not progress, leave=False) as bar:
+        for group in _grouped(windows, window_batch):
+            batches = [b for _, b in group]
+            out = model(_concat([b.inputs for b in batches], device),
+                        _concat([b.attended for b in batches], device),
+                        _concat([b.attended_mask for b in batches], device))
+            scores = out.scores.double().cpu()                                          # (ΣB, C)
+            if loss_fn is not None:
+                targets = _concat([b.targets for b in batches], device)
+                losses = loss_fn(out.step_logits, targets)                              # (ΣB,)
+                loss_sum += float(losses.double().sum())
+                loss_count += losses.shape[0]
+            start = 0
+            for video_id, batch in group:
+                count = batch.inputs.shape[0]
+                ids.append(video_id)
+                rows.append(scores[start:start + count].mean(dim=0).numpy())         # mean of the windows
+                positives.append(_positives(batch.targets, scores.shape[1]))
+                start += count
+            bar.update(len(group))
+    if not ids:
+        raise ReproduceError(_NO_VIDEO)
+    return VideoScores(tuple(ids), np.stack(rows), np.stack(positives),
+                       loss_sum / loss_count if loss_fn is not None else None)
+
+
+def baseline_scores(windows: Iterable, *, already_probabilities: bool = False, num_classes: int,
+                    progress: bool = False) -> VideoScores:
+    """The C3D (fc8) baseline from windows whose ``inputs`` (B, N, C) are fc8 rows: the softmax of each
+    chunk (unless ``already_probabilities``), averaged over the N chunks, then over the windows."""
+    ids, rows, positives = [], [], []
+    for video_id, batch in tqdm(windows, desc="baseline", unit="video", disable=not progress, leave=False):
+        chunks = batch.inputs.double()                                                  # (B, N, C)
+        if chunks.shape[-1] != num_classes:
+            raise ReproduceError(
+                f"the baseline source has {chunks.shape[-1]} columns but the dataset has {num_classes} "
+                "classes: C3D (fc8) needs the fc8 of a network fine-tuned on the dataset's classes"
+            )
+        probs = chunks if already_probabilities else torch.softmax(chunks, dim=-1)
+        ids.append(video_id)
+        rows.append(probs.mean(dim=(0, 1)).numpy())                                    # windows and chunks
+        positives.append(_positives(batch.targets, num_classes))
+    if not ids:
+        raise ReproduceError(_NO_VIDEO)
+    return VideoScores(tuple(ids), np.stack(rows), np.stack(positives), None)
+
+
+def ensemble_scores(members: Sequence[VideoScores]) -> VideoScores:
+    """The average of several scorers' video scores (same videos, same order, same labels)."""
+    first = members[0]
+    for other in members[1:]:
+        if other.video_ids != first.video_ids:
+            raise ReproduceError("ensemble members scored different videos: give them the same data, split, "
+                                 "window length and seed")
+        if not np.array_equal(other.positives, first.positives):
+            raise ReproduceError("ensemble members disagree on the videos' labels: were they trained on "
+                                 "the same class list?")
+    return VideoScores(first.video_ids, np.mean([m.scores for m in members], axis=0), first.positives, None)
+
+
+def report(scores: VideoScores, class_names: list[str], **extra: Any) -> dict[str, Any]:
+    """`classification_report` of the video scores plus ``extra`` keys (JSON-ready)."""
+    return {**classification_report(scores.scores, scores.positives, class_names), **extra}
+
+
+def evaluate_checkpoints(data: str, checkpoints: Sequence[str], *, split: str = "test", crops: int = 40,
+                         seed: int = 0, flip: bool = True, device: str | None = None,
+                         window_batch: int = 400, progress: bool = False,
+                         dist=None) -> tuple[dict[str, Any], VideoScores]:
+    """Report of one checkpoint, or of the ensemble of several, on ``split`` of the file ``data``.
+    With ``dist`` (a `reproduce.distributed.Distributed` of a torchrun job) every rank scores its share
+    of the videos on ``dist.device`` and gets the merged result, equal to one process's.
+
+    The report has `classification_report`'s keys plus ``split``, ``crops``, ``seed``, ``checkpoints``,
+    ``excluded_videos`` (shorter than a window) and, for an ensemble, ``members`` (each one's
+    accuracy, mAP and mAP_interpolated alone)."""
+    from fuel_datasets.streams import TestWindows, WindowSpec
+    from reproduce.checkpoint import load_model
+    from reproduce.distributed import score_sharded, single_process
+
+    dist = dist or single_process(device)
+    device = dist.device
+    members, class_names, excluded = [], None, 0
+    for path in checkpoints:
+        model, meta = load_model(path, device=device)
+        if class_names is not None and meta["class_names"] != class_names:
+            raise ReproduceError(f"{path} was trained on other classes than {checkpoints[0]}: no ensemble")
+        class_names = meta["class_names"]
+        spec = WindowSpec(**meta["spec"])
+        windows = TestWindows(data, split=split, input_source=meta["input_source"],
+                              attended_source=meta["attended_source"], spec=spec, crops=crops, seed=seed,
+                              flip=flip)
+        _check_classes(windows.class_names, class_names, data, path)
+        excluded = len(windows.excluded)
+        try:
+            members.append(score_sharded(dist, windows, lambda share, model=model, path=path: score_videos(
+                model, share, device=device, window_batch=window_batch, progress=progress and dist.is_main,
+                desc=str(path)), window_batch))
+        finally:
+            windows.close()
+    scores = ensemble_scores(members)
+    extra = {"split": split, "crops": crops, "flip": flip, "seed": seed,
+             "checkpoints": [str(p) for p in checkpoints], "excluded_videos": excluded}
+    if len(members) > 1:
+        extra["members"] = [
+            {k: v for k, v in report(m, class_names).items() if k in ("accuracy", "mAP", "mAP_interpolated")}
+            | {"checkpoint": str(p)} for m, p in zip(members, checkpoints, strict=True)
+        ]
+    return report(scores, class_names, **extra), scores
+
+
+def evaluate_baseline(data: str, source: str = "c3d_fc8", *, split: str = "test", crops: int = 40,
+                      seed: int = 0, flip: bool = True, frames: int = 192, steps: int = 12,
+                      progress: bool = False, dist=None) -> tuple[dict[str, Any], VideoScores]:
+    """Report of the C3D (fc8) baseline read from ``source`` (see the module docstring); sharded over
+    the ranks of ``dist`` like `evaluate_checkpoints`."""
+    from reproduce.distributed import score_sharded, single_process
+
+    dist = dist or single_process("cpu")
+    from fuel_datasets import open_dataset
+    from fuel_datasets.streams import TestWindows, WindowSpec
+
+    with open_dataset(data) as ds:
+        if source not in ds.sources:
+            raise ReproduceError(f"{data} has no source {source!r} for the baseline; it has "
+                                 f"{', '.join(s for s in ds.sources if s != 'targets')}")
+        info = ds.source_info(source)
+        class_names = list(ds.class_names)
+    already = str(info.get("layer", "")).lower() == "prob" or bool(info.get("probabilities", False))
+    windows = TestWindows(data, split=split, input_source=source, attended_source=None,
+                          spec=WindowSpec(frames=frames, steps=steps, attended_per_step=1), crops=crops,
+                          seed=seed, flip=flip)
+    try:
+        scores = score_sharded(dist, windows, lambda share: baseline_scores(
+            share, already_probabilities=already, num_classes=len(class_names),
+            progress=progress and dist.is_main))
+    finally:
+        windows.close()
+    extra = {"split": split, "crops": crops, "flip": flip, "seed": seed, "baseline": source,
+             "softmax_applied": not already, "excluded_videos": len(windows.excluded)}
+    return report(scores, class_names, **extra), scores
+
+
+def _check_classes(file_classes: Sequence[str], model_classes: Sequence[str], data: str, path: str) -> None:
+    if list(file_classes) != list(model_classes):
+        raise ReproduceError(f"{path} was trained on {len(model_classes)} classes that differ from the "
+                             f"{len(file_classes)} classes of {data}: evaluate it on data with its classes")

@@ -1,0 +1,467 @@
+"""Highlighting (SPEC §7): windows over a whole video, attention weights → per-frame weights → moments.
+
+The attention weights w_{t,i} (Eq. 4) say, for each step t of a window, how much attended frame i drove
+the label. A trained model reads windows of F = 192 frames; a video is longer, so it is read as a
+sequence of windows and the weights are mapped back to absolute frames::
+
+    features, one row per 16-frame chunk (C3D) or every s frames (VGG-19), streamed in order
+      ─▶ WindowAssembler: windows of F frames every `stride` frames (default F: non-overlapping), plus a
+         last window aligned to the end of the video, so that every frame is read; rows older than the
+         next window are dropped (memory does not grow with the video)
+      ─▶ score_windows: each model on its inputs (N, Dv) and attended (T, Da) rows (member_window):
+         class scores (C,) averaged over the models, attention (N, T) per model (variant b: (1, T))
+      ─▶ summarize (the content of highlights.json):
+         FrameWeights: per attended frame, the step-averaged weight, averaged over the windows reading it
+         density / combine_curves: weight × T (1 = uniform attention), the models on one frame grid
+         find_moments: runs of grid cells at or above a threshold, merged, ranked by their peak
+
+Frames are indexed in decoding order from 0 (caffe_models.video); a row "at frame f" was computed from
+frame f (VGG-19) or from frames f..f+15 (C3D), the storage convention of the feature files. Frames after
+the last complete 16-frame chunk are not read, as in extraction. Nothing here reads or writes files: the
+command ``alstm highlight`` and the figure scripts feed it decoded features and write what it returns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from reproduce.errors import ReproduceError
+
+CHUNK_FRAMES = 16  # frames per C3D row, and per LSTM step (SPEC §1: F / N = 192 / 12)
+LAYERS = ("fc6", "fc7", "fc8")
+
+
+class SourceName(NamedTuple):
+    """A feature source ``<network>_<layer>``: network ``c3d`` or ``vgg_<family>``, layer fc6/fc7/fc8."""
+
+    network: str
+    layer: str
+
+
+def parse_source(source: str) -> SourceName:
+    """Split a source name of the feature files (``c3d_fc6``, ``vgg_obj_fc8``) into network and layer;
+    ReproduceError for a source no extractor makes (``salient``, ``*_flip``, other names)."""
+    network, _, layer = source.rpartition("_")
+    ok = layer in LAYERS and (network == "c3d" or (network.startswith("vgg_") and len(network) > 4
+                                                   and "_" not in network[4:]))
+    if not ok:
+        raise ReproduceError(
+            f"source {source!r} cannot be extracted from a video: the extractors make c3d_<layer> and "
+            f"vgg_<family>_<layer> with layer {'/'.join(LAYERS)} (flipped-frame sources are not read here)")
+    return SourceName(network, layer)
+
+
+def plan_windows(num_frames: int, frames: int, stride: int | None = None) -> np.ndarray:
+    """First frames (W,) int64 of the windows that read a ``num_frames`` video, in order.
+
+    Windows start at chunk boundaries every ``stride`` frames (None: ``frames``, non-overlapping); when
+    the last of them ends before the last complete chunk, one more window ends exactly there (it overlaps
+    its predecessor), so every chunk is read and every window is full, as in training (a shorter window
+    would spread its attention over fewer frames). A video without one full window raises ReproduceError.
+    """
+    check_window(frames, stride)
+    stride = frames if stride is None else stride
+    covered = num_frames // CHUNK_FRAMES * CHUNK_FRAMES
+    if covered < frames:
+        raise short_video_error(num_frames, frames)
+    starts = list(range(0, covered - frames + 1, stride))
+    if starts[-1] + frames < covered:
+        starts.append(covered - frames)
+    return np.asarray(starts, dtype=np.int64)
+
+
+def short_video_error(num_frames: int, frames: int) -> ReproduceError:
+    return ReproduceError(
+        f"the video has {num_frames} frames, fewer than one window of {frames} frames (in complete "
+        f"{CHUNK_FRAMES}-frame chunks) that the model reads; the paper excludes such videos (SPEC §1). "
+        "Use a longer video, or a model trained with shorter windows (alstm train --frames)")
+
+
+def check_window(frames: int, stride: int | None) -> None:
+    """ReproduceError unless windows of ``frames`` every ``stride`` frames start at chunk boundaries."""
+    if frames < CHUNK_FRAMES or frames % CHUNK_FRAMES:
+        raise ReproduceError(f"window of {frames} frames: it must be a multiple of {CHUNK_FRAMES} frames")
+    if stride is not None and (stride < CHUNK_FRAMES or stride % CHUNK_FRAMES):
+        raise ReproduceError(f"--stride {stride}: give a multiple of {CHUNK_FRAMES} frames (the C3D chunk), "
+                             f"e.g. {frames} (non-overlapping windows) or {frames // 2}")
+
+
+class WindowRows(NamedTuple):
+    """One window: its first frame and, per source, the rows at frames start, start + s, … < start + F
+    (s the source's row stride): (F / s, D) float32."""
+
+    start: int
+    rows: dict[str, np.ndarray]
+
+
+class WindowAssembler:
+    """Cuts streamed feature rows into the windows of ``plan_windows``, keeping only the rows that a
+    window still to come can read (at most F + stride frames' worth per source).
+
+    ``strides``: {source: frames between its rows}; every source's rows start at frame 0. ``add(rows,
+    covered)`` appends rows (``covered``: frames in complete chunks decoded so far) and returns the
+    windows now complete; ``finish()`` returns the last, end-aligned one (if needed) and raises
+    ReproduceError if the video never held a full window.
+    """
+
+    def __init__(self, strides: Mapping[str, int], frames: int, stride: int | None = None):
+        check_window(frames, stride)
+        for source, step in strides.items():
+            if step < 1 or frames % step:
+                raise ReproduceError(f"source {source!r} has a row every {step} frames, which does not "
+                                     f"divide the {frames}-frame window")
+        self.strides, self.frames = dict(strides), frames
+        self.stride = frames if stride is None else stride
+        self.base = 0                                       # frame of the first buffered row
+        self.buffers: dict[str, list[np.ndarray]] = {s: [] for s in strides}
+        self.counts = dict.fromkeys(strides, 0)             # buffered rows per source
+        self.covered = 0
+        self.next_start = 0
+        self.last_start: int | None = None
+
+    def add(self, rows: Mapping[str, np.ndarray], covered: int) -> list[WindowRows]:
+        for source, value in rows.items():
+            if len(value):
+                self.buffers[source].append(np.asarray(value, dtype=np.float32))
+                self.counts[source] += len(value)
+        self.covered = max(self.covered, covered // CHUNK_FRAMES * CHUNK_FRAMES)
+        ready = []
+        while self.next_start + self.frames <= self.covered:
+            ready.append(self._window(self.next_start))
+            self.next_start += self.stride
+        self._trim(min(self.next_start, max(0, self.covered - self.frames)))
+        return ready
+
+    def finish(self, num_frames: int | None = None) -> list[WindowRows]:
+        """The end-aligned last window, if the regular ones stop short of the last chunk."""
+        if self.last_start is None:
+            raise short_video_error(self.covered if num_frames is None else num_frames, self.frames)
+        end = self.covered - self.frames
+        if self.last_start < end:
+            return [self._window(end)]
+        return []
+
+    def _window(self, start: int) -> WindowRows:
+        out = {}
+        for source, step in self.strides.items():
+            first = (start - self.base) // step
+            count = self.frames // step
+            rows = self._rows(source)
+            if first < 0 or first + count > len(rows):
+                have, need = self.base // step + len(rows), (start + self.frames) // step
+                raise ReproduceError(f"source {source!r} has {have} rows, fewer than the {need} that frames "
+                                     f"up to {start + self.frames} need")
+            out[source] = rows[first:first + count]
+        self.last_start = start
+        return WindowRows(start, out)
+
+    def _rows(self, source: str) -> np.ndarray:
+        parts = self.buffers[source]
+        if len(parts) > 1:
+            self.buffers[source] = parts = [np.concatenate(parts)]
+        return parts[0] if parts else np.zeros((0, 0), np.float32)
+
+    def _trim(self, keep_from: int) -> None:
+        """Drop the rows before frame ``keep_from`` (a multiple of every stride)."""
+        keep_from -= keep_from % math.lcm(CHUNK_FRAMES, *self.strides.values())
+        if keep_from <= self.base:
+            return
+        for source, step in self.strides.items():
+            rows = self._rows(source)
+            drop = min((keep_from - self.base) // step, len(rows))
+            self.buffers[source] = [rows[drop:]] if len(rows) > drop else []
+            self.counts[source] = len(rows) - drop
+        self.base = keep_from
+
+
+class Reading(NamedTuple):
+    """What one model reads: sources, the window spec (F, N, T/N) and the row strides of its sources."""
+
+    input_source: str
+    attended_source: str | None
+    frames: int
+    steps: int
+    attended_per_step: int
+
+    @property
+    def attended(self) -> int:                      # T
+        return self.steps * self.attended_per_step
+
+    @property
+    def attended_stride(self) -> int:               # F / T frames between attended frames
+        return self.frames // self.attended
+
+
+def check_reading(reading: Reading, strides: Mapping[str, int], what: str) -> None:
+    """ReproduceError unless the rows at ``strides`` give this model one input row every F/N frames and
+    one attended row every F/T frames."""
+    step_frames = reading.frames // reading.steps
+    if reading.frames % reading.steps or step_frames % strides[reading.input_source]:
+        raise ReproduceError(
+            f"{what} reads {reading.input_source} every {step_frames} frames (F = {reading.frames}, N = "
+            f"{reading.steps}), but a video gives it every {strides[reading.input_source]} frames")
+    if reading.attended_source is not None:
+        stride = strides[reading.attended_source]
+        if reading.frames % reading.attended or reading.attended_stride % stride:
+            raise ReproduceError(
+                f"{what} attends to {reading.attended_source} every {reading.frames / reading.attended:g} "
+                f"frames, but a video gives it every {stride} frames")
+
+
+def member_window(window: WindowRows, reading: Reading, strides: Mapping[str, int]):
+    """(inputs (N, Dv), attended (T, Da) or None, attended_frames (T,) int64 or None) of one window."""
+    step_in = (reading.frames // reading.steps) // strides[reading.input_source]
+    inputs = window.rows[reading.input_source][::step_in][:reading.steps]                # (N, Dv)
+    if reading.attended_source is None:
+        return inputs, None, None
+    step_att = reading.attended_stride // strides[reading.attended_source]
+    attended = window.rows[reading.attended_source][::step_att][:reading.attended]      # (T, Da)
+    frames = window.start + reading.attended_stride * np.arange(reading.attended, dtype=np.int64)
+    return inputs, attended, frames
+
+
+class FrameWeights:
+    """Per attended frame of one model: the step-averaged weight of each window reading it, averaged over
+    those windows (overlapping windows read some frames twice)."""
+
+    def __init__(self, cell: int):
+        self.cell = cell                                   # frames between attended frames (F / T)
+        self._sum: dict[int, float] = {}
+        self._count: dict[int, int] = {}
+
+    def add(self, frames: np.ndarray, attention: np.ndarray) -> np.ndarray:
+        """frames (T,), attention (N, T) → the window's per-frame weights (T,) = mean over steps."""
+        per_frame = np.asarray(attention, dtype=np.float64).mean(axis=0)                  # (T,)
+        for frame, weight in zip(frames.tolist(), per_frame.tolist(), strict=True):
+            self._sum[frame] = self._sum.get(frame, 0.0) + weight
+            self._count[frame] = self._count.get(frame, 0) + 1
+        return per_frame
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(frames (U,) int64 ascending, weights (U,) float64)."""
+        frames = np.asarray(sorted(self._sum), dtype=np.int64)
+        weights = np.asarray([self._sum[f] / self._count[f] for f in frames.tolist()], dtype=np.float64)
+        return frames, weights
+
+
+def combine_curves(curves: Sequence[tuple[np.ndarray, np.ndarray, int]], covered: int):
+    """Average several models' attention densities on one frame grid.
+
+    ``curves``: per model (frames (U,), densities (U,) = weight × T, cell = F / T): the density of an
+    attended frame f holds for its cell [f, f + cell) (1 = uniform attention, so models attending to 12
+    or 24 frames per window compare). Returns (grid frames (G,) int64 every gcd of the cells, density
+    (G,) float64 averaged over the models that read each grid cell, NaN where none does, the grid cell).
+    """
+    cell = math.gcd(*[c for _, _, c in curves])
+    grid = np.arange(0, covered, cell, dtype=np.int64)                               # (G,)
+    total, count = np.zeros(len(grid)), np.zeros(len(grid))
+    for frames, values, c in curves:
+        per_cell = np.full(covered // c + 1, np.nan)
+        per_cell[np.asarray(frames, dtype=np.int64) // c] = values
+        at_grid = per_cell[grid // c]                                                # (G,)
+        ok = ~np.isnan(at_grid)
+        total[ok] += at_grid[ok]
+        count[ok] += 1
+    return grid, np.where(count > 0, total / np.maximum(count, 1), np.nan), cell
+
+
+def density(weights: np.ndarray, attended: int) -> np.ndarray:
+    """Weights of T attended frames (each row summing to 1) as densities: weight × T (1 = uniform)."""
+    return np.asarray(weights, dtype=np.float64) * attended
+
+
+class Moment(NamedTuple):
+    """A highlighted stretch: frames [start, end), its peak frame and density (weight × T), its mean."""
+
+    start: int
+    end: int
+    peak_frame: int
+    peak: float
+    mean: float
+
+
+def find_moments(grid: np.ndarray, values: np.ndarray, cell: int, covered: int, threshold: float = 1.5,
+                 top: int = 5, gap: int = 0) -> list[Moment]:
+    """The ``top`` moments of a density curve, best first.
+
+    A grid cell [g, g + cell) is highlighted when its density is at least ``threshold`` (1 = the uniform
+    weight 1/T; NaN cells never are). Highlighted cells separated by at most ``gap`` cells merge into one
+    moment [first cell, end of last cell), clipped to ``covered``. Moments are ranked by their peak
+    density (ties: the longer, then the earlier one).
+    """
+    if top < 1:
+        return []
+    hot = np.flatnonzero(np.nan_to_num(values, nan=-np.inf) >= threshold)
+    runs: list[list[int]] = []
+    for i in hot.tolist():
+        if runs and i - runs[-1][-1] <= gap + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    moments = []
+    for run in runs:
+        cells = np.arange(run[0], run[-1] + 1)
+        vals = values[cells]
+        best = int(cells[np.nanargmax(vals)])
+        moments.append(Moment(int(grid[run[0]]), int(min(grid[run[-1]] + cell, covered)), int(grid[best]),
+                              float(values[best]), float(np.nanmean(vals))))
+    moments.sort(key=lambda m: (-m.peak, -(m.end - m.start), m.start))
+    return moments[:top]
+
+
+def top_classes(scores: np.ndarray, class_names: Sequence[str], k: int = 5) -> list[dict]:
+    """The k best classes of scores (C,): [{"class", "index", "score"}], best first (ties: lower index)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.lexsort((np.arange(len(scores)), -scores))[:k]
+    return [{"class": class_names[i], "index": int(i), "score": float(scores[i])} for i in order.tolist()]
+
+
+def extreme_frames(frames: np.ndarray, weights: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into ``frames`` of the k highest (descending) and k lowest (ascending) weights (Fig. 2);
+    ties go to the earlier frame. With fewer than 2k frames the two sets may share frames."""
+    weights = np.asarray(weights, dtype=np.float64)
+    position = np.arange(len(weights))
+    high = np.lexsort((position, -weights))[:k]
+    low = np.lexsort((position, weights))[:k]
+    return high, low
+
+
+def strip_columns(frames: Sequence[int], limit: int = 12) -> list[int]:
+    """At most ``limit`` of the (sorted, distinct) ``frames``, evenly spaced, first and last included."""
+    frames = sorted(set(int(f) for f in frames))
+    if len(frames) <= limit:
+        return frames
+    picks = np.round(np.linspace(0, len(frames) - 1, limit)).astype(int)
+    return [frames[i] for i in picks.tolist()]
+
+
+def frame_times(frames, timestamps: np.ndarray) -> np.ndarray:
+    """Seconds of ``frames`` from the per-frame presentation times ``timestamps`` (seconds from the first
+    frame); a frame past the last decoded one (an exclusive end) is the last time plus one frame."""
+    frames = np.asarray(frames, dtype=np.int64)
+    times = np.asarray(timestamps, dtype=np.float64)
+    last = len(times) - 1
+    period = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    out = times[np.minimum(frames, last)]
+    beyond = frames > last
+    return np.where(beyond, times[last] + period * (frames - last), out)
+
+
+class WindowResult(NamedTuple):
+    """One window's outputs: ``scores`` (C,) averaged over the models; per model, (attended frames (T,),
+    attention (N, T), (1, T) for variant b) or None for a model without attention."""
+
+    start: int
+    scores: np.ndarray
+    attention: list[tuple[np.ndarray, np.ndarray] | None]
+
+
+def score_windows(models: Sequence, readings: Sequence[Reading], windows: Sequence[WindowRows],
+                  strides: Mapping[str, int], device="cpu") -> list[WindowResult]:
+    """Every model (``bricks.AttentionLSTM`` in eval mode, reading ``readings[m]``) on the windows, in one
+    batch of B windows each: scores (B, C) averaged over the models, attention (B, N, T) per model."""
+    import torch
+
+    if not windows:
+        return []
+    scores, attention = [], []
+    with torch.inference_mode():
+        for model, reading in zip(models, readings, strict=True):
+            parts = [member_window(w, reading, strides) for w in windows]
+            inputs = torch.from_numpy(np.stack([p[0] for p in parts])).to(device)              # (B, N, Dv)
+            attended = (torch.from_numpy(np.stack([p[1] for p in parts])).to(device)
+                        if reading.attended_source else None)                                   # (B, T, Da)
+            out = model(inputs, attended)
+            scores.append(out.scores.float().cpu().numpy())                                   # (B, C)
+            weights = None if out.attention is None else out.attention.float().cpu().numpy()   # (B, N, T)
+            attention.append([None if weights is None else (p[2], weights[b]) for b, p in enumerate(parts)])
+    mean = np.mean(scores, axis=0)                                                              # (B, C)
+    return [WindowResult(w.start, mean[b], [a[b] for a in attention]) for b, w in enumerate(windows)]
+
+
+def _round(values, digits: int = 6) -> list:
+    return [round(float(v), digits) for v in np.asarray(values).ravel().tolist()]
+
+
+def summarize(windows: Sequence[WindowResult], readings: Sequence[Reading], class_names: Sequence[str],
+              timestamps: np.ndarray, num_frames: int, *, video: Mapping, models: Sequence[Mapping],
+              top: int = 5, moments: int = 5, threshold: float = 1.5, gap: int = 0) -> dict:
+    """The content of ``highlights.json`` (plain JSON types) from the windows of a whole video.
+
+    ``video`` (path, fps, …) and ``models`` (one dict per model: checkpoint, sources, …) are copied in.
+    ``timestamps`` (num_frames,): seconds of every decoded frame from the first one. Scores are averaged
+    over the windows (each already averaged over the models). Per model with attention: each window's
+    weights of every step and their average per attended frame; over the video, each attended frame's
+    weight averaged over the windows reading it, and its density (weight × T). ``timeline``: the models'
+    densities averaged on one grid; ``moments``: ``find_moments`` of it.
+    """
+    if not windows:
+        raise ReproduceError("no window was read")
+    covered = num_frames // CHUNK_FRAMES * CHUNK_FRAMES
+    times = np.asarray(timestamps, dtype=np.float64)
+    duration = float(frame_times([num_frames], times)[0])
+    scores = np.mean([w.scores for w in windows], axis=0)                                  # (C,)
+    best = top_classes(scores, class_names, top)
+    accumulators = [FrameWeights(r.attended_stride) if r.attended_source else None for r in readings]
+    window_items = []
+    for index, window in enumerate(windows):
+        per_model = []
+        for m, item in enumerate(window.attention):
+            if item is None:
+                per_model.append(None)
+                continue
+            attended, attention = item
+            per_frame = accumulators[m].add(attended, attention)
+            per_model.append({"model": m, "frames": attended.tolist(),
+                              "times": _round(frame_times(attended, times)),
+                              "step_weights": [_round(row) for row in np.asarray(attention)],
+                              "frame_weights": _round(per_frame)})
+        start, end = int(window.start), int(window.start) + readings[0].frames
+        window_items.append({
+            "index": index, "start_frame": start, "end_frame": end,
+            "start_time": round(float(frame_times([start], times)[0]), 6),
+            "end_time": round(float(frame_times([end], times)[0]), 6),
+            "class_scores": {c["class"]: round(float(window.scores[c["index"]]), 6) for c in best},
+            "attention": per_model})
+    per_frame, curves = [], []
+    for m, (reading, acc) in enumerate(zip(readings, accumulators, strict=True)):
+        if acc is None:
+            continue
+        frames, weights = acc.result()
+        dens = density(weights, reading.attended)
+        curves.append((frames, dens, reading.attended_stride))
+        end = frame_times([frames[-1] + reading.attended_stride], times)[0]
+        per_frame.append({"model": m, "cell_frames": reading.attended_stride, "frames": frames.tolist(),
+                          "times": _round(frame_times(frames, times)), "end_time": round(float(end), 6),
+                          "weights": _round(weights), "density": _round(dens)})
+    timeline, found = None, []
+    if curves:
+        grid, values, cell = combine_curves(curves, covered)
+        timeline = {"frames": grid.tolist(), "times": _round(frame_times(grid, times)),
+                    "density": [None if math.isnan(v) else round(v, 6) for v in values.tolist()],
+                    "cell_frames": cell, "end_time": round(float(frame_times([covered], times)[0]), 6)}
+        found = find_moments(grid, values, cell, covered, threshold, moments, gap)
+    moment_items = [{
+        "rank": rank, "start_frame": m.start, "end_frame": m.end,
+        "start_time": round(float(frame_times([m.start], times)[0]), 6),
+        "end_time": round(float(frame_times([m.end], times)[0]), 6),
+        "peak_frame": m.peak_frame, "peak_time": round(float(frame_times([m.peak_frame], times)[0]), 6),
+        "peak_density": round(m.peak, 6), "mean_density": round(m.mean, 6)}
+        for rank, m in enumerate(found, 1)]
+    return {
+        "format": "alstm-highlights", "format_version": 1,
+        "video": dict(video), "models": [dict(m) for m in models],
+        "num_frames": int(num_frames), "frames_read": int(covered), "duration": round(duration, 6),
+        "window": {"frames": readings[0].frames, "count": len(windows),
+                   "starts": [int(w.start) for w in windows]},
+        "top_classes": best,
+        "windows": window_items,
+        "frames": per_frame,
+        "timeline": timeline,
+        "moments": moment_items,
+        "settings": {"threshold": threshold, "moments": moments, "merge_gap_cells": gap, "top": top},
+    }

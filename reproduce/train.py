@@ -1,0 +1,443 @@
+"""The training loop of SPEC §3: momentum SGD on random 192-frame windows, validation, early stopping.
+
+One run = one `TrainConfig` and one folder::
+
+    RUN_DIR/config.json   the resolved configuration
+    RUN_DIR/log.jsonl     one JSON object per line: {"kind": "train", "iteration", "loss", "lr",
+                          "elapsed_s", "iterations_per_s"} every ``log_every`` updates, and {"kind":
+                          "valid", "iteration", "loss", "accuracy", "mAP", "best", "bad_validations"}
+                          at each validation
+    RUN_DIR/last.pt       the latest checkpoint (every ``checkpoint_every`` updates, at each validation
+                          and at the end)
+    RUN_DIR/best.pt       the model of the lowest validation loss (strict improvement); without
+                          validation (``validate_every=0``) the final model
+    RUN_DIR/tensorboard/  the same scalars, when the ``tensorboard`` package is installed
+
+Main loop, per update k = 0, 1, ... (the order of Blocks' MainLoop, BLOCKS_FUEL.md §3.4): take batch k
+(a pure function of the seed and k), set the rate `learning_rate(config, k)`, forward with dropout
+masks drawn from the run's own generator, backward, step; then ``iterations_done = k + 1`` and the
+after-batch work: logging, validation and early stopping, checkpoints.
+
+Resuming: a checkpoint holds the model, the optimiser's velocities, the early-stopping state, the
+dropout generator's state and the update count; batch k needs nothing else. A resumed run therefore
+computes exactly what the uninterrupted run would have, and loses at most the updates since the
+last checkpoint. Log lines written after that checkpoint are dropped on resume.
+
+Validation (every ``validate_every`` updates, and once more at the end if the last updates were not
+validated): the model in eval mode (no dropout) on the ``valid`` split, ``valid_crops`` windows per
+video at seeded positions plus the same on flipped frames (when the file has them), the same windows
+every time. Its loss is the training loss averaged over all those windows; accuracy and mAP come from
+the videos' averaged scores. Early stopping watches the loss.
+
+A non-finite loss stops the run with a ReproduceError (`TrainingDiverged`) naming the update. Losses
+are checked every ``log_every`` updates and before every checkpoint, and a checkpoint is only written
+when they and the parameters are all finite, so `last.pt` always holds the last good state.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from reproduce.checkpoint import RunLog, build_model, load_checkpoint, save_checkpoint
+from reproduce.config import TrainConfig
+from reproduce.distributed import (
+    Distributed,
+    NullLog,
+    dropout_state,
+    per_rank_batch_size,
+    rank_seed,
+    score_sharded,
+    single_process,
+)
+from reproduce.errors import ReproduceError
+from reproduce.evaluate import score_videos
+from reproduce.metrics import classification_report
+from reproduce.optim import build_optimizer, learning_rate, set_learning_rate
+
+# Fields a resumed run may change: they do not alter the updates already done.
+RESUMABLE_CHANGES = ("iterations", "patience", "num_workers")
+
+
+class TrainingDiverged(ReproduceError):
+    """The loss became NaN or infinite."""
+
+
+class TrainResult(NamedTuple):
+    iterations: int            # updates done when the run ended
+    stopped_early: bool
+    best_iteration: int | None
+    best_valid_loss: float | None
+    last_checkpoint: str
+    best_checkpoint: str
+
+
+@dataclass
+class EarlyStopping:
+    """Patience counted in validations (Blocks' FinishIfNoImprovementAfter with TrackTheBest):
+    a validation loss strictly below the best resets the count, any other adds one; the run stops
+    when ``bad_validations`` reaches ``patience``."""
+
+    patience: int
+    best_loss: float = math.inf
+    best_iteration: int | None = None
+    bad_validations: int = 0
+
+    @property
+    def stopped(self) -> bool:
+        return self.bad_validations >= self.patience
+
+    def update(self, loss: float, iteration: int) -> bool:
+        """Record one validation; True if it is a new best."""
+        if loss < self.best_loss:
+            self.best_loss, self.best_iteration, self.bad_validations = loss, iteration, 0
+            return True
+        self.bad_validations += 1
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_loss": self.best_loss, "best_iteration": self.best_iteration,
+                "bad_validations": self.bad_validations}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_loss = float(state["best_loss"])
+        self.best_iteration = state["best_iteration"]
+        self.bad_validations = int(state["bad_validations"])
+
+
+def window_loss(step_logits: torch.Tensor, targets: torch.Tensor, multilabel: bool,
+                loss: str = "per_step") -> torch.Tensor:
+    """Per-window training cost → (B,).
+
+    step_logits (B, N, C) (N = 1 for variant b); targets (B,) int64, or (B, C) float multi-hot.
+    - multi-label: binary cross-entropy of the step-averaged logits, summed over the C classes
+      (Blocks' ``BinaryCrossEntropy``: ``cost_matrix.sum(axis=1)``, then the batch mean);
+    - ``"per_step"``: cross-entropy of every step's softmax y_t, averaged over the N steps;
+    - ``"mean_score"``: −log of the target's step-averaged probability, mean_t y_t[target].
+    """
+    if multilabel:
+        return F.binary_cross_entropy_with_logits(step_logits.mean(dim=1), targets, reduction="none").sum(1)
+    batch, steps, classes = step_logits.shape
+    if loss == "per_step":
+        per_step = F.cross_entropy(step_logits.reshape(batch * steps, classes),         # (B·N, C)
+                                   targets.repeat_interleave(steps), reduction="none")
+        return per_step.view(batch, steps).mean(dim=1)
+    log_probs = torch.log_softmax(step_logits, dim=-1)                                   # (B, N, C)
+    target_log_probs = log_probs.gather(2, targets.view(batch, 1, 1).expand(batch, steps, 1)).squeeze(2)
+    return math.log(steps) - torch.logsumexp(target_log_probs, dim=1)                    # −log mean_t y_t
+
+
+class TrainData(NamedTuple):
+    """What a run reads: the resolved config, the streams and the model's arguments."""
+
+    config: TrainConfig           # multilabel filled in from the file
+    train: Any                    # fuel_datasets.streams.TrainWindows
+    valid: Any                    # TestWindows over the valid split, or None without validation
+    class_names: list[str]
+    model_args: dict[str, Any]    # keyword arguments of bricks.AttentionLSTM
+    spec_dict: dict[str, int]
+
+
+def open_train_data(config: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainData:
+    """Open the streams of ``config`` after checking the file; every problem is a ReproduceError or
+    DatasetError raised here, before the first update: a missing source, an empty split, labels
+    outside the class list, a multilabel setting the file contradicts. ``rank`` of ``world_size`` reads
+    its B / W windows of every global batch of B (see `reproduce.distributed`)."""
+    from fuel_datasets import open_dataset
+    from fuel_datasets.streams import TestWindows, TrainWindows, WindowSpec
+
+    batch_size = per_rank_batch_size(config.batch_size, world_size)
+    with open_dataset(config.data) as ds:
+        features = [s for s in ds.sources if s != "targets"]
+        read = [config.input_source] + ([config.attended_source] if config.attention else [])
+        flips = [f"{s}_flip" for s in read]
+        for source in read + (flips if config.flip_prob > 0 else []):
+            if source not in ds.sources:
+                hint = (" (the features of flipped frames, read with probability --flip-prob; "
+                        "--flip-prob 0 trains without them)" if source.endswith("_flip") else "")
+                raise ReproduceError(
+                    f"{config.data} has no source {source!r}{hint}; it has {', '.join(features)}")
+        multilabel = ds.multilabel if config.multilabel is None else config.multilabel
+        if multilabel != ds.multilabel:
+            raise ReproduceError(
+                f"--multilabel {config.multilabel} contradicts {config.data}, whose labels are "
+                f"{'multi-label' if ds.multilabel else 'single-label'}; leave it unset")
+        splits = ["train"] + (["valid"] if config.validate_every else [])
+        for split in splits:
+            videos = ds.splits.get(split, [])
+            if not videos:
+                hint = " (or train without validation: --validate-every 0)" if split == "valid" else ""
+                raise ReproduceError(f"the {split!r} split of {config.data} is empty{hint}")
+            _check_labels(ds, split, videos, config.data)
+        class_names = list(ds.class_names)
+        validate_flipped = all(s in ds.sources for s in flips)
+        input_dim = ds.dim(config.input_source)
+        attended_dim = ds.dim(config.attended_source) if config.attention else 1  # unused by the vanilla LSTM
+
+    config = config.replace(multilabel=multilabel)
+    spec = WindowSpec(frames=config.frames, steps=config.steps, attended_per_step=config.attended_per_step)
+    train = TrainWindows(config.data, split="train", input_source=config.input_source,
+                         attended_source=config.attended_source, batch_size=batch_size, spec=spec,
+                         flip_prob=config.flip_prob, seed=config.seed, rank=rank, world_size=world_size)
+    if train.num_videos == 0:
+        raise ReproduceError(f"every video of the 'train' split of {config.data} is shorter than a window of "
+                             f"{config.frames} frames; use shorter windows (--frames)")
+    valid = None
+    if config.validate_every:
+        valid = TestWindows(config.data, split="valid", input_source=config.input_source,
+                            attended_source=config.attended_source, spec=spec, crops=config.valid_crops,
+                            seed=config.seed, flip=validate_flipped)
+    model_args = dict(input_dim=input_dim, attended_dim=attended_dim, num_classes=len(class_names),
+                      hidden_dim=config.hidden_dim, match_dim=config.match_dim, variant=config.variant,
+                      attention=config.attention, dropout=config.dropout,
+                      peepholes=config.peepholes or config.blocks_compat, multilabel=multilabel,
+                      blocks_compat=config.blocks_compat)
+    spec_dict = {"frames": config.frames, "steps": config.steps,
+                 "attended_per_step": config.attended_per_step}
+    return TrainData(config, train, valid, class_names, model_args, spec_dict)
+
+
+def _check_labels(ds, split: str, videos: list[str], path: str) -> None:
+    num_classes = ds.num_classes
+    for video in videos:
+        target = ds.read("targets", video)
+        if target is None:
+            raise ReproduceError(f"video {video!r} of the {split!r} split of {path} has no label; label it "
+                                 "or move it out of the split")
+        target = np.asarray(target)
+        if ds.multilabel:
+            ok = target.shape == (num_classes,) and np.all((target == 0) | (target == 1))
+        else:
+            ok = target.size == 1 and float(target) == int(target) and 0 <= int(target) < num_classes
+        if not ok:
+            raise ReproduceError(
+                f"video {video!r} of the {split!r} split of {path} has label {target.tolist()}, outside the "
+                f"{num_classes} classes of the file's class list; fix the file's targets or class names"
+            )
+
+
+def _batches(data: TrainData, start: int, stop: int, num_workers: int, device: torch.device):
+    """Batches k = start..stop−1 on ``device``; DataLoader workers each open their own file handle."""
+    from fuel_datasets.streams import keep_batch
+
+    if num_workers == 0:
+        source = (data.train[k] for k in range(start, stop))
+    else:
+        source = torch.utils.data.DataLoader(
+            data.train, batch_size=None, sampler=range(start, stop), num_workers=num_workers,
+            collate_fn=keep_batch,
+            pin_memory=device.type == "cuda", prefetch_factor=4, persistent_workers=False,
+            generator=torch.Generator().manual_seed(0),  # keeps the global RNG untouched
+        )
+    non_blocking = device.type == "cuda"
+
+    def move(tensor):
+        return None if tensor is None else tensor.to(device, non_blocking=non_blocking)
+
+    for batch in source:
+        yield move(batch.inputs), move(batch.attended), move(batch.attended_mask), move(batch.targets)
+
+
+def _initialise_from(model: torch.nn.Module, path: str) -> list[str]:
+    """Copy the parameters of checkpoint ``path`` whose names and shapes agree (Hollywood2 fine-tuning);
+    returns the names left at their fresh values. Only the classifier may differ (another class count)."""
+    source = load_checkpoint(path)["model"]
+    own = model.state_dict()
+    skipped = [name for name, value in own.items()
+               if name not in source or source[name].shape != value.shape]
+    mismatched = [name for name in skipped if not name.startswith("classifier.")]
+    if mismatched:
+        raise ReproduceError(
+            f"--init-from {path}: its model does not fit this one ({', '.join(mismatched)} differ); "
+            "fine-tune from a checkpoint trained on the same sources, dimensions and options"
+        )
+    model.load_state_dict({name: source[name] for name in own if name not in skipped}, strict=False)
+    return skipped
+
+
+def _check_resume(saved: TrainConfig, given: TrainConfig, path: str) -> None:
+    """ReproduceError if ``given`` changes a field outside RESUMABLE_CHANGES (multilabel None = as saved)."""
+    given_values = given.to_dict()
+    if given.multilabel is None:
+        given_values["multilabel"] = saved.multilabel
+    differ = [f for f, v in saved.to_dict().items() if f not in RESUMABLE_CHANGES and given_values[f] != v]
+    if differ:
+        raise ReproduceError(
+            f"cannot resume {path} with a different configuration ({', '.join(sorted(differ))}); "
+            f"only {', '.join(RESUMABLE_CHANGES)} may change on resume"
+        )
+
+
+def train(config: TrainConfig, out_dir: str, *, resume: bool = False, device: str | None = None,
+          checkpoint_every: int = 125, log_every: int = 10, progress: bool = True,
+          dist: Distributed | None = None) -> TrainResult:
+    """Run (or continue, with ``resume``) the training of ``config`` in ``out_dir``. With ``dist`` (a
+    process of a torchrun job, see `reproduce.distributed`) the run is data-parallel; its device is
+    ``dist.device`` and ``device`` is ignored."""
+    config.validate()
+    dist = dist or single_process(device)
+    device = dist.device
+    last_path, best_path = os.path.join(out_dir, "last.pt"), os.path.join(out_dir, "best.pt")
+
+    def read_saved() -> dict[str, Any] | None:     # rank 0 reads the run folder; every rank gets the result
+        os.makedirs(out_dir, exist_ok=True)
+        if resume and os.path.exists(last_path):
+            saved = load_checkpoint(last_path)
+            _check_resume(TrainConfig.from_dict(saved["config"]), config, last_path)
+            return saved
+        if not resume and os.path.exists(last_path):
+            raise ReproduceError(f"{out_dir} already holds a run: pass --resume to continue it, "
+                                 "or another --out")
+        return None
+
+    saved = dist.from_main(read_saved)
+    if saved is not None:
+        config = TrainConfig.from_dict(saved["config"]).replace(
+            **{f: getattr(config, f) for f in RESUMABLE_CHANGES})
+
+    data = open_train_data(config, dist.rank, dist.world_size)   # every data check, before any update
+    config = data.config                            # multilabel resolved from the file
+    if dist.is_main:
+        config.write_json(os.path.join(out_dir, "config.json"))
+    model = build_model(data.model_args, torch.Generator().manual_seed(config.seed)).to(device)
+    dropout_rng = torch.Generator(device=device).manual_seed(rank_seed(config.seed + 1, dist.rank))
+    optimizer = build_optimizer(config, model.parameters())
+    stopping = EarlyStopping(config.patience)
+    start, metrics = 0, {}
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        stopping.load_state_dict(saved["early_stopping"])
+        start, metrics = int(saved["iteration"]), dict(saved.get("metrics", {}))
+        state = dropout_state(saved["rng"], dist.rank, dist.world_size)
+        if state is None:                           # a rank the saved run did not have
+            dropout_rng.manual_seed(rank_seed(config.seed + 1 + start, dist.rank))
+        else:
+            dropout_rng.set_state(state.to("cpu"))
+    elif config.init_from:
+        dist.from_main(lambda: _initialise_from(model, config.init_from))   # DDP broadcasts rank 0's
+    forward = dist.wrap(model)                      # DDP in a torchrun job; `model` keeps the plain names
+
+    def payload(iteration: int) -> dict[str, Any]:
+        return {"config": config.to_dict(), "model_args": data.model_args, "model": model.state_dict(),
+                "class_names": data.class_names, "input_source": config.input_source,
+                "attended_source": config.attended_source, "spec": data.spec_dict, "iteration": iteration,
+                "metrics": metrics, "optimizer": optimizer.state_dict(),
+                "early_stopping": stopping.state_dict(),
+                "rng": {"dropout": dropout_rng.get_state(),
+                        "dropout_by_rank": dist.all_gather_object(dropout_rng.get_state())}}
+
+    log = RunLog(out_dir, keep_until=start if saved is not None else None) if dist.is_main else NullLog()
+    bar = tqdm(total=config.iterations, initial=start, desc="train", unit="it", file=sys.stderr,
+               disable=not progress or not dist.is_main, dynamic_ncols=True)
+    pending: list[torch.Tensor] = []                # losses since the last finiteness check
+    done, saved_at, timer, timer_at = start, start, time.perf_counter(), start
+
+    def check_losses() -> float | None:
+        """Raise TrainingDiverged on a non-finite loss since the last check; return their mean."""
+        nonlocal pending
+        if not pending:
+            return None
+        losses = dist.average(torch.stack(pending)).cpu()   # the global batches' losses, on every rank
+        first = done - len(pending)
+        pending = []
+        bad = torch.nonzero(~torch.isfinite(losses)).flatten()
+        if bad.numel():
+            at = first + int(bad[0]) + 1
+            log.write({"kind": "error", "iteration": at, "loss": float(losses[bad[0]])})
+            where = (f"{last_path} holds update {saved_at}, the last good state" if os.path.exists(last_path)
+                     else "no checkpoint was written before it")
+            raise TrainingDiverged(
+                f"the loss became {float(losses[bad[0]])} at update {at} (learning rate "
+                f"{learning_rate(config, at - 1):.3g}); the run stopped and {where}. "
+                "Lower --lr or check the data"
+            )
+        return float(losses.mean())
+
+    def save(path: str) -> None:
+        """Check the losses and the parameters, then write a checkpoint of update ``done``."""
+        nonlocal saved_at
+        check_losses()
+        broken = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if broken:
+            raise TrainingDiverged(
+                f"parameters {', '.join(broken)} became NaN or infinite by update {done}; the run stopped "
+                "and the last checkpoint is the last good state. Lower --lr")
+        state = payload(done)                       # a collective: every rank takes part
+        if dist.is_main:
+            save_checkpoint(path, state)
+        dist.barrier()                              # no rank runs ahead of a checkpoint being written
+        if path == last_path:
+            saved_at = done
+
+    def validate() -> None:
+        nonlocal metrics
+        result = score_sharded(dist, data.valid, lambda windows: score_videos(
+            model, windows, device=device, window_batch=400,
+            loss_fn=lambda logits, targets: window_loss(logits, targets, config.multilabel, config.loss)))
+        model.train()
+        report = classification_report(result.scores, result.positives, data.class_names)
+        improved = stopping.update(result.loss, done)
+        metrics = {"valid_loss": result.loss, "valid_accuracy": report["accuracy"],
+                   "valid_mAP": report["mAP"], "best_valid_loss": stopping.best_loss,
+                   "best_iteration": stopping.best_iteration}
+        log.write({"kind": "valid", "iteration": done, "loss": result.loss, "accuracy": report["accuracy"],
+                   "mAP": report["mAP"], "best": improved, "bad_validations": stopping.bad_validations})
+        if improved:
+            save(best_path)
+
+    stream = _batches(data, start, config.iterations, config.num_workers, device)
+    try:
+        model.train()
+        while done < config.iterations and not stopping.stopped:
+            inputs, attended, mask, targets = next(stream)
+            lr = learning_rate(config, done)
+            set_learning_rate(optimizer, lr)
+            out = forward(inputs, attended, mask, generator=dropout_rng)
+            loss = window_loss(out.step_logits, targets, config.multilabel, config.loss).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            pending.append(loss.detach())
+            done += 1
+            bar.update(1)
+
+            if done % log_every == 0 or done == config.iterations:
+                mean_loss = check_losses()
+                now = time.perf_counter()
+                speed = (done - timer_at) / (now - timer)
+                log.write({"kind": "train", "iteration": done, "loss": mean_loss, "lr": lr,
+                           "elapsed_s": now - timer, "iterations_per_s": speed})
+                timer, timer_at = now, done
+                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+            validating = config.validate_every and done % config.validate_every == 0
+            if validating:
+                check_losses()
+                validate()
+            if validating or done % checkpoint_every == 0:
+                save(last_path)
+        check_losses()
+        if config.validate_every and done > start and done % config.validate_every and not stopping.stopped:
+            validate()                              # the updates since the last validation count too
+        if done > saved_at or saved is None:
+            save(last_path)
+        if not config.validate_every:
+            save(best_path)
+    finally:
+        stream.close()                              # stops DataLoader workers after an early stop
+        data.train.close()
+        if data.valid is not None:
+            data.valid.close()
+        bar.close()
+        log.close()
+    return TrainResult(done, stopping.stopped, stopping.best_iteration,
+                       None if math.isinf(stopping.best_loss) else stopping.best_loss, last_path, best_path)
