@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import statistics
 import tempfile
 import time
@@ -80,12 +81,22 @@ def median(values) -> float:
     return float(statistics.median(values))
 
 
+def peak_rss() -> dict:
+    """Peak resident set size in MB (``ru_maxrss``, KiB on Linux) of this process, and the largest of
+    its waited-for child processes (DataLoader workers, measurement subprocesses)."""
+    return {"self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            "measure": "ru_maxrss"}
+
+
 def write_json(path: Path, payload: dict) -> None:
-    """Write ``payload`` atomically (temporary file in the same folder, then os.replace)."""
+    """Write ``payload`` atomically (temporary file in the same folder, then os.replace), readable by
+    all (mode 0644; mkstemp's own 0600 would hide results from other users)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, 0o644)
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             json.dump(payload, out, indent=2, sort_keys=False)
             out.write("\n")

@@ -207,6 +207,7 @@ def main(argv=None) -> int:
                 "the median step against the median peak",
         "load_average_1_5_15_min": {"start": load_at_start, "end": os.getloadavg()},
         "configs": results,
+        "peak_rss": _common.peak_rss(),
     }
     _common.write_json(args.out, payload)
 

@@ -237,6 +237,7 @@ def main(argv=None) -> int:
         "throughput_file": big_file, "runs": runs, "training_step": step, "memory": rss, "targets": targets,
         "shared_memory_ms_per_batch": shm_ms,
         "note": "warm = file in the page cache; cold = after posix_fadvise(DONTNEED); shared machine, noisy",
+        "peak_rss": _common.peak_rss(),
     }
     _common.write_json(args.out, payload)
 

@@ -181,6 +181,7 @@ def main(argv=None) -> int:
         "rows": rows,
         "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},  # > cores: contended
         "machine": _common.machine_description(),
+        "peak_rss": _common.peak_rss(),
     }
     _common.write_json(args.out, payload)
     print(_common.format_table(rows, [

@@ -151,6 +151,7 @@ def main(argv=None) -> int:
         "note": "segments alternate the training loop (resumed each time) and the bare step; each segment's "
                 "ratio of median seconds per update, then the median over segments; the loop's first "
                 "update of a segment (start-up) is not timed; shared machine, noisy",
+        "peak_rss": _common.peak_rss(),
     }
     _common.write_json(args.out, payload)
     print(_common.format_table(

@@ -206,10 +206,10 @@ class RunSettings:
     def benchmark(cls) -> RunSettings:
         return cls(
             "benchmark",
-            changes=dict(hidden_dim=128, match_dim=128, batch_size=100, iterations=1200, lr=0.1,
-                         lr_fixed_iterations=600, lr_decay_every=50, validate_every=100, patience=4),
-            h2_changes=dict(hidden_dim=128, match_dim=128, batch_size=50, iterations=500, lr=0.05,
-                            lr_fixed_iterations=250, lr_decay_every=1, lr_decay_ratio=0.995),
+            changes=dict(hidden_dim=128, match_dim=128, batch_size=64, iterations=600, lr=0.1,
+                         lr_fixed_iterations=300, lr_decay_every=30, validate_every=100, patience=3),
+            h2_changes=dict(hidden_dim=128, match_dim=128, batch_size=50, iterations=300, lr=0.05,
+                            lr_fixed_iterations=150, lr_decay_every=1, lr_decay_ratio=0.995),
             crops=20,
         )
 

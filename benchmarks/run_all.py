@@ -1,0 +1,187 @@
+"""Run every ``benchmarks/bench_*.py`` and write ``benchmarks/results/summary.md`` (what `make bench` does).
+
+Each script runs in its own process and writes its JSON (``results/<name>.json``); this script then
+reads them back and writes one table: per benchmark its key figures, the target each is judged
+against, whether it is met, and the peak memory (RSS) beside the speed figures, with the machine
+they were measured on. Peak RSS is what the script reports itself (``_common.peak_rss``: the script
+and its largest child process); for a script that reports none, the figure ``wait4`` returns for it.
+
+``--quick`` passes ``--quick`` to every script (small sizes: a smoke run whose figures say little)
+and writes to ``results/quick/`` instead, so that it never overwrites the full results.
+``--summarise-only`` writes the summary from the JSON already there, running nothing.
+A script that fails is reported as failed in the summary, and the exit code is 1.
+
+Usage: ``python benchmarks/run_all.py [--quick] [--only NAME ...] [--summarise-only]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def _num(x, spec=".2f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _verdict(met) -> str:
+    return {True: "met", False: "**not met**", None: "n/a"}[met]
+
+
+# Key figures of each benchmark's JSON: rows of (figure, measured, target, met).
+def _bricks(r: dict) -> list[tuple]:
+    rows = []
+    goal = r["targets"]["train_peak_fraction_min"]
+    for c in r["configs"]:
+        s = c["sizes"]
+        what = f"training step, B={s['B']} Dv={s['Dv']} Da={s['Da']} H={s['H']}"
+        rows.append((f"{what}: fraction of matmul peak ({c['train_step_s']:.2f} s/step, "
+                     f"{c['train_gflops']:.1f} GFLOP/s)", _pct(c["train_peak_fraction"]), f">= {_pct(goal)}",
+                     c["train_peak_fraction"] >= goal))
+        rows.append((f"inference, Da={s['Da']}: s per batch ({_pct(c['inference_peak_fraction'])} of peak)",
+                     _num(c["inference_s"], ".3f"), "-", None))
+    return rows
+
+
+def _data(r: dict) -> list[tuple]:
+    t = r["targets"]
+    best = max((x for x in r["runs"] if x.get("cache") == "warm" and x["T"] == r["window"]["N"]),
+               key=lambda x: x["batches_per_s"])
+    return [
+        (f"loader vs training step (best warm: {best['batches_per_s']:.1f} batches/s, "
+         f"{best['workers']} workers, T={best['T']})", _num(t["loader_vs_step"], ".1f") + "x",
+         f">= {t['loader_vs_step_min']:.0f}x", t["loader_met"]),
+        ("bytes read / bytes in the batch", _num(t["bytes_read_ratio"], ".3f"),
+         f"<= {t['bytes_read_ratio_max']}", t["bytes_met"]),
+        ("peak RSS spread between a small and a 20x larger file " +
+         "(" + ", ".join(f"{m['videos']} videos: {m['peak_rss_mb']:.0f} MB" for m in r["memory"]) + ")",
+         _pct(t["rss_spread"]), f"<= {_pct(t['rss_spread_max'])}", t["rss_met"]),
+    ]
+
+
+def _extract(r: dict) -> list[tuple]:
+    return [(f"{x['device']} {x['precision']}: pipeline vs both networks ({x['pipeline']:.2f} video "
+             f"frames/s; decode alone {x['decode']:.0f})", _pct(x["pipeline_vs_networks"]), r["target"],
+             x["target_met"]) for x in r["rows"]]
+
+
+def _train(r: dict) -> list[tuple]:
+    t = r["targets"]
+    s = r["sizes"]
+    return [(f"training loop vs bare step, B={s['B']} Dv={s['Dv']} ({r['loop_updates_per_s']:.3f} vs "
+             f"{r['bare_updates_per_s']:.3f} updates/s)", _pct(r["loop_fraction_of_bare"]),
+             f">= {_pct(t['loop_fraction_min'])}", t["met"])]
+
+
+SUMMARIES = {"bricks": _bricks, "data": _data, "extract": _extract, "train": _train}
+
+
+def _generic(r: dict) -> list[tuple]:
+    targets = r.get("targets", {})
+    return [("targets", json.dumps({k: v for k, v in targets.items() if k != "met"}), "see script",
+             targets.get("met"))]
+
+
+def run_script(script: Path, out: Path, quick: bool) -> dict:
+    """Run one benchmark; returns its exit code, wall seconds and the peak RSS that wait4 saw."""
+    command = [sys.executable, str(script), "--out", str(out)] + (["--quick"] if quick else [])
+    print(f"== {script.name}: {' '.join(command[1:])}", flush=True)
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=HERE.parent)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return {"returncode": process.returncode, "wall_s": time.perf_counter() - start,
+            "wait4_peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def summary_markdown(entries: list[dict], quick: bool) -> str:
+    machine = next((e["result"]["machine"] for e in entries if e.get("result") and "machine" in e["result"]),
+                   _common.machine_description())
+    lines = ["# Benchmark summary", "",
+             f"Written by `benchmarks/run_all.py{' --quick' if quick else ''}` "
+             f"({'quick smoke run: small sizes, figures not representative' if quick else 'full sizes'}). "
+             "Each benchmark's JSON beside this file has every number; its docstring says what is measured. "
+             "Timings come from a shared machine and are noisy.", "",
+             "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), "",
+             "| benchmark | figure | measured | target | verdict | peak RSS |",
+             "|---|---|---|---|---|---|"]
+    for e in entries:
+        name, result = e["name"], e.get("result")
+        if result is None:
+            why = e.get("error", "no result")
+            lines.append(f"| {name} | {why} | - | - | **failed** | - |")
+            continue
+        rss = result.get("peak_rss")
+        if rss:
+            memory = f"{rss['self_mb']:.0f} MB (largest child process {rss['children_mb']:.0f} MB)"
+        elif e.get("wait4_peak_rss_mb"):
+            memory = f"{e['wait4_peak_rss_mb']:.0f} MB (wait4)"
+        else:
+            memory = "not reported (JSON written before the peak_rss field; rerun `make bench`)"
+        rows = SUMMARIES.get(name, _generic)(result)
+        for i, (figure, measured, target, met) in enumerate(rows):
+            lines.append(f"| {name if i == 0 else ''} | {figure} | {measured} | {target} | {_verdict(met)} | "
+                         f"{memory if i == 0 else ''} |")
+    met = [m for e in entries if e.get("result") for *_, m in SUMMARIES.get(e["name"], _generic)(e["result"])]
+    lines += ["", f"{sum(m is True for m in met)} of {sum(m is not None for m in met)} targets met."]
+    if any(e.get("result", {}).get("machine", {}).get("cuda") is None for e in entries if e.get("result")):
+        lines += ["", "No GPU was available: the CUDA rows (float16 extraction) were not measured."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="pass --quick to every benchmark (smoke run)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run these (bricks, data, ...) only")
+    parser.add_argument("--summarise-only", action="store_true", help="run nothing; summarise existing JSON")
+    args = parser.parse_args(argv)
+
+    results_dir = _common.RESULTS_DIR / "quick" if args.quick else _common.RESULTS_DIR
+    scripts = sorted(HERE.glob("bench_*.py"))
+    names = [s.stem.removeprefix("bench_") for s in scripts]
+    unknown = sorted(set(args.only or []) - set(names))
+    if unknown:
+        parser.error(f"no benchmark {', '.join(unknown)}; there are {', '.join(names)}")
+    entries, failed = [], False
+    for script, name in zip(scripts, names, strict=True):
+        out = results_dir / f"{name}.json"
+        entry = {"name": name}
+        if not args.summarise_only and (not args.only or name in args.only):
+            entry.update(run_script(script, out, args.quick))
+            if entry["returncode"] != 0:
+                failed = True
+                entry["error"] = f"exit code {entry['returncode']}"
+        if "error" not in entry:
+            try:
+                entry["result"] = json.loads(out.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                entry["error"] = f"no result ({exc.__class__.__name__})"
+        entries.append(entry)
+    text = summary_markdown(entries, args.quick)
+    summary = results_dir / "summary.md"
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    tmp = summary.with_name(f".summary.md.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, summary)
+    print(text)
+    print(f"written to {summary}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
