@@ -2,5 +2,19 @@
 
 import os
 
+import pytest
+
 # Tests build small models; more threads than cores only adds contention on the CI's 2 cores.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: one torch thread avoids OpenMP spin-waits on a shared 2-core machine (~100x slower),
+    and makes float sums add up in one order. Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

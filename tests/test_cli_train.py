@@ -20,12 +20,7 @@ TINY_FLAGS = ["--input", "c3d_fc6", "--attend", "vgg_obj_fc8", "--hidden-dim", "
               "--frames", "48", "--steps", "3", "--batch-size", "6", "--valid-crops", "1", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

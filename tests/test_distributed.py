@@ -40,12 +40,7 @@ FLAGS = dict(input_source="c3d_fc6", attended_source="vgg_obj_fc8", hidden_dim=1
              lr_decay_every=2, lr_decay_ratio=0.9, dropout=0.0, seed=3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

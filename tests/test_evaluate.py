@@ -20,13 +20,7 @@ from reproduce.evaluate import (
 from reproduce.metrics import classification_report
 from reproduce.train import train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _softmax(x):

@@ -34,13 +34,7 @@ def tiny_config(data, **changes):
     return TrainConfig(**{**base, **changes})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids OpenMP spin-waits on a shared 2-core machine (100× slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
