@@ -7,6 +7,7 @@ workload (call :func:`matmul_peak_seconds` between repetitions) so that their ra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -49,6 +50,28 @@ def machine_description() -> dict:
     }
 
 
+def device_name(device: str | torch.device) -> str:
+    """"cpu: <model name>" or "cuda: <GPU name>" for the JSON of a benchmark run on ``device``."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {cpu_model_name()}"
+
+
+def results_path(name: str, device: str | torch.device) -> Path:
+    """Where a benchmark writes its JSON by default: results/<name>.json for the CPU,
+    results/cuda/<name>.json for CUDA (so a GPU run never overwrites the CPU figures)."""
+    return RESULTS_DIR / ("cuda" if torch.device(device).type == "cuda" else "") / f"{name}.json"
+
+
+def peak_gpu_memory_mb(device: str | torch.device) -> float | None:
+    """Peak memory torch's CUDA allocator held on ``device`` (None for the CPU)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
 def time_call(fn: Callable[[], object]) -> float:
     """Wall-clock seconds of one call (CUDA work included when present)."""
     if torch.cuda.is_available():
@@ -60,17 +83,60 @@ def time_call(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def matmul_peak_operands(size: int, dtype: torch.dtype = torch.float32, seed: int = 0):
-    """Two (size, size) random matrices for :func:`matmul_peak_seconds`."""
+def matmul_peak_operands(size: int, dtype: torch.dtype = torch.float32, seed: int = 0,
+                         device: str | torch.device = "cpu"):
+    """Two (size, size) random matrices for :func:`matmul_peak_seconds`, drawn on the CPU (the same
+    values on every device) and moved to ``device``."""
     generator = torch.Generator().manual_seed(seed)
-    return (torch.randn(size, size, generator=generator, dtype=dtype),
-            torch.randn(size, size, generator=generator, dtype=dtype))
+    return (torch.randn(size, size, generator=generator).to(device, dtype),
+            torch.randn(size, size, generator=generator).to(device, dtype))
+
+
+# How a CUDA benchmark runs its float math: plain float32, float32 tensors with TF32 matrix units
+# (10-bit mantissa products, float32 sums), or bfloat16 autocast. The CPU knows only float32 here.
+PRECISIONS = ("float32", "tf32", "bfloat16")
+
+
+@contextlib.contextmanager
+def precision_mode(device: torch.device, precision: str):
+    """Within the block, matrix products and convolutions on ``device`` run in ``precision`` (one of
+    PRECISIONS); the TF32 switches are restored afterwards."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: choose among {', '.join(PRECISIONS)}")
+    if device.type != "cuda":
+        if precision != "float32":
+            raise ValueError(f"precision {precision} is measured on CUDA only")
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    try:
+        if precision == "bfloat16":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    """‖value − reference‖ / ‖reference‖, computed in float64 on the CPU."""
+    value, reference = value.detach().double().cpu(), reference.detach().double().cpu()
+    return float((value - reference).norm() / reference.norm().clamp_min(1e-300))
 
 
 def matmul_peak_seconds(operands, out: torch.Tensor | None = None) -> float:
     """Seconds of one large square ``torch.mm``; its FLOPs are 2·size³ (see :func:`matmul_flops`)."""
     a, b = operands
     return time_call(lambda: torch.mm(a, b, out=out))
+
+
+def peak_operands_for(precision: str, size: int, seed: int, device: torch.device):
+    """The peak matmul's operands for a benchmark run in ``precision``: bfloat16 matrices for bfloat16
+    autocast (what its products run as), float32 otherwise (TF32 or not per `precision_mode`)."""
+    dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
+    return matmul_peak_operands(size, dtype, seed, device)
 
 
 def matmul_flops(size: int) -> float:

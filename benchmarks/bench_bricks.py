@@ -32,13 +32,24 @@ The reference point is a straightforward implementation (``naive_forward`` below
 equations step by step: it applies the input MLP and projections per step, recomputes U_a a_i at every
 step, and uses torch's own dropout. The ratio naive/ours is reported for both passes.
 
-Usage: ``python benchmarks/bench_bricks.py [--quick] [--repeats R]``; writes
-``benchmarks/results/bricks.json`` and prints a table. Numbers are noisy on a shared machine.
+On CUDA (``--device cuda``) the same passes run in each of ``--precisions``: ``float32`` (TF32 off),
+``tf32`` (float32 tensors, TF32 matrix units) and ``bfloat16`` autocast, each against the peak of its
+own kind of product (a float32, TF32 or bfloat16 square torch.mm), and each checked against a float64
+run of the same model (relative error of the video scores and of the gradient, eval mode so that no
+dropout mask differs); a precision is *usable* when both errors stay within ``PRECISION_TOLERANCE``.
+The ≥ 0.80 target is the CPU's; on a GPU the fraction is reported for comparison only (B = 200 windows
+of 12 steps leave much of a large GPU idle in the recurrent part).
+
+Usage: ``python benchmarks/bench_bricks.py [--quick] [--repeats R] [--device cpu|cuda]
+[--precisions float32,tf32,bfloat16]``; writes ``benchmarks/results/bricks.json`` (CPU) or
+``benchmarks/results/cuda/bricks.json`` and prints a table. Numbers are noisy on a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import os
 import sys
 from pathlib import Path
@@ -52,6 +63,9 @@ import _common  # noqa: E402
 from bricks import AttentionLSTM  # noqa: E402
 
 TARGET_PEAK_FRACTION = 0.80
+# Largest relative error (scores and gradient, against float64) for a reduced precision to count as
+# keeping the results of float32: about what TF32's 10-bit mantissa gives over these products.
+PRECISION_TOLERANCE = 1e-2
 
 
 def forward_flops(B, N, T, Dv, Da, H, M, C) -> tuple[float, float]:
@@ -92,22 +106,50 @@ def naive_forward(model: AttentionLSTM, inputs, attended, mask):
     return torch.stack(probabilities, 1).mean(1)
 
 
-def run_config(sizes: dict, repeats: int, peak_operands, seed: int) -> dict:
+def precision_errors(model: AttentionLSTM, inputs, attended, mask, targets, precision: str) -> dict:
+    """Relative errors of the video scores and of the loss gradient in ``precision`` against float64
+    on the same device, in eval mode (no dropout), with this benchmark's loss."""
+    reference = copy.deepcopy(model).double().eval()
+    model.eval()
+
+    def scores_and_gradient(net, cast, context):
+        net.zero_grad(set_to_none=True)
+        with context:
+            scores = net(cast(inputs), cast(attended), mask).scores
+            loss = F.nll_loss(torch.log(scores.double()), targets)
+        loss.backward()
+        gradient = torch.cat([p.grad.reshape(-1).double() for p in net.parameters()])
+        net.zero_grad(set_to_none=True)
+        return scores.detach(), gradient
+
+    ref_scores, ref_gradient = scores_and_gradient(reference, lambda x: x.double(), contextlib.nullcontext())
+    scores, gradient = scores_and_gradient(model, lambda x: x,
+                                           _common.precision_mode(inputs.device, precision))
+    errors = {"scores_relative_error": _common.relative_error(scores, ref_scores),
+              "gradient_relative_error": _common.relative_error(gradient, ref_gradient)}
+    errors["usable"] = max(errors.values()) <= PRECISION_TOLERANCE
+    return errors
+
+
+def run_config(sizes: dict, repeats: int, peak_operands, seed: int, device: torch.device,
+               precision: str = "float32") -> dict:
     B, N, T, Dv, Da, H, M, C = (sizes[k] for k in ("B", "N", "T", "Dv", "Da", "H", "M", "C"))
     generator = torch.Generator().manual_seed(seed)
-    model = AttentionLSTM(Dv, Da, C, hidden_dim=H, match_dim=M, generator=generator)
-    inputs = torch.randn(B, N, Dv, generator=generator)
-    attended = torch.randn(B, T, Da, generator=generator)
-    mask = torch.ones(B, T, dtype=torch.bool)
-    targets = torch.randint(0, C, (B,), generator=generator)
+    model = AttentionLSTM(Dv, Da, C, hidden_dim=H, match_dim=M, generator=generator).to(device)
+    inputs = torch.randn(B, N, Dv, generator=generator).to(device)
+    attended = torch.randn(B, T, Da, generator=generator).to(device)
+    mask = torch.ones(B, T, dtype=torch.bool, device=device)
+    targets = torch.randint(0, C, (B,), generator=generator).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, foreach=True)
-    dropout_generator = torch.Generator().manual_seed(seed + 1)
+    dropout_generator = torch.Generator(device=device).manual_seed(seed + 1)
+    mode = lambda: _common.precision_mode(device, precision)  # noqa: E731
 
     def train_step(forward):
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        scores = forward()
-        loss = F.nll_loss(torch.log(scores), targets)
+        with mode():
+            scores = forward()
+            loss = F.nll_loss(torch.log(scores.float()), targets)
         loss.backward()
         optimizer.step()
 
@@ -119,14 +161,16 @@ def run_config(sizes: dict, repeats: int, peak_operands, seed: int) -> dict:
 
     def ours_infer():
         model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), mode():
             model(inputs, attended, mask)
 
     def naive_infer():
         model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), mode():
             naive_forward(model, inputs, attended, mask)
 
+    errors = precision_errors(model, inputs, attended, mask, targets, precision) \
+        if device.type == "cuda" else None
     model.eval()
     with torch.inference_mode():
         ours = model(inputs, attended, mask).scores
@@ -139,7 +183,8 @@ def run_config(sizes: dict, repeats: int, peak_operands, seed: int) -> dict:
     peak_out = torch.empty_like(peak_operands[0])
     for _ in range(repeats):
         for name, fn in passes.items():
-            peaks.append(_common.matmul_peak_seconds(peak_operands, peak_out))
+            with mode():
+                peaks.append(_common.matmul_peak_seconds(peak_operands, peak_out))
             times[name].append(_common.time_call(fn))
     peak_flops = _common.matmul_flops(peak_operands[0].shape[0])
     peak_gflops = peak_flops / _common.median(peaks) / 1e9
@@ -147,6 +192,9 @@ def run_config(sizes: dict, repeats: int, peak_operands, seed: int) -> dict:
     step_s, infer_s = _common.median(times["train"]), _common.median(times["infer"])
     return {
         "sizes": sizes,
+        "device": str(device),
+        "precision": precision,
+        "precision_check": errors,
         "step_gflop": (fwd + bwd) / 1e9,
         "inference_gflop": fwd / 1e9,
         "peak_gflops": peak_gflops,
@@ -174,54 +222,76 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes and few repetitions (a smoke run)")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="timed repetitions per pass (default 5, quick 2)")
-    parser.add_argument("--out", type=Path, default=_common.RESULTS_DIR / "bricks.json")
+                        help="timed repetitions per pass (default 5 on the CPU, 20 on CUDA; quick 2)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--precisions", default=",".join(_common.PRECISIONS),
+                        help="CUDA only: comma-separated among float32, tf32, bfloat16 (default all)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON path (default results/bricks.json, or results/cuda/bricks.json)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    repeats = args.repeats or (2 if args.quick else 5)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: this machine (or this torch build) has no CUDA", file=sys.stderr)
+        return 2
+    precisions = args.precisions.split(",") if device.type == "cuda" else ["float32"]
+    unknown = sorted(set(precisions) - set(_common.PRECISIONS))
+    if unknown:
+        parser.error(f"--precisions: unknown {', '.join(unknown)}; "
+                     f"choose among {', '.join(_common.PRECISIONS)}")
+    out = args.out or _common.results_path("bricks", device)
+    repeats = args.repeats or (2 if args.quick else 20 if device.type == "cuda" else 5)
     if args.quick:
         base, attended_dims = dict(B=32, N=12, T=12, Dv=1024, H=256, M=256, C=203), (256, 1024)
         peak_size = 2048
     else:
         base, attended_dims = dict(B=200, N=12, T=12, Dv=4096, H=512, M=512, C=203), (1000, 4096)
-        peak_size = 4096
+        peak_size = 4096 if device.type == "cpu" else 8192
 
     load_at_start = os.getloadavg()
-    peak_operands = _common.matmul_peak_operands(peak_size, seed=args.seed)
     results = []
-    for Da in attended_dims:
-        sizes = dict(base, Da=Da)
-        print(f"measuring Da={Da} ...", file=sys.stderr, flush=True)
-        results.append(run_config(sizes, repeats, peak_operands, args.seed))
-    met = all(r["train_peak_fraction"] >= TARGET_PEAK_FRACTION for r in results)
+    for precision in precisions:
+        peak_operands = _common.peak_operands_for(precision, peak_size, args.seed, device)
+        for Da in attended_dims:
+            sizes = dict(base, Da=Da)
+            print(f"measuring {device.type} {precision} Da={Da} ...", file=sys.stderr, flush=True)
+            results.append(run_config(sizes, repeats, peak_operands, args.seed, device, precision))
+        del peak_operands
+    met = all(r["train_peak_fraction"] >= TARGET_PEAK_FRACTION for r in results) \
+        if device.type == "cpu" else None
     payload = {
         "benchmark": "bricks",
         "quick": args.quick,
         "machine": _common.machine_description(),
-        "dtype": "float32",
+        "device": _common.device_name(device),
+        "dtype": "float32" if device.type == "cpu" else "per config: precision",
         "repeats": repeats,
         "peak_matmul_size": peak_size,
         "flop_count": "analytic matmul FLOPs, see benchmarks/bench_bricks.py docstring",
-        "targets": {"train_peak_fraction_min": TARGET_PEAK_FRACTION, "met": met},
+        "targets": {"train_peak_fraction_min": TARGET_PEAK_FRACTION, "met": met,
+                    "precision_tolerance": PRECISION_TOLERANCE},
         "note": "medians over interleaved repetitions on a shared machine (noisy); the target is judged on "
-                "the median step against the median peak",
+                "the median step against the median peak, on the CPU only",
         "load_average_1_5_15_min": {"start": load_at_start, "end": os.getloadavg()},
         "configs": results,
         "peak_rss": _common.peak_rss(),
+        "peak_gpu_memory_mb": _common.peak_gpu_memory_mb(device),
     }
-    _common.write_json(args.out, payload)
+    _common.write_json(out, payload)
 
-    rows = [dict(r, Da=r["sizes"]["Da"]) for r in results]
+    rows = [dict(r, Da=r["sizes"]["Da"], **(r["precision_check"] or {})) for r in results]
     print(_common.format_table(rows, [
-        ("Da", "Da", "d"), ("step_gflop", "GFLOP/step", ".1f"), ("train_step_s", "step s", ".3f"),
-        ("train_gflops", "GFLOP/s", ".1f"), ("peak_gflops", "peak", ".1f"),
+        ("precision", "precision", "s"), ("Da", "Da", "d"), ("step_gflop", "GFLOP/step", ".1f"),
+        ("train_step_s", "step s", ".4f"), ("train_gflops", "GFLOP/s", ".1f"), ("peak_gflops", "peak", ".1f"),
         ("train_peak_fraction", "of peak", ".2f"), ("train_peak_fraction_best", "best/best", ".2f"),
         ("train_speedup_vs_naive", "vs naive", ".2f"),
-        ("inference_s", "infer s", ".3f"), ("inference_peak_fraction", "infer of peak", ".2f"),
+        ("inference_s", "infer s", ".4f"), ("inference_peak_fraction", "infer of peak", ".2f"),
         ("inference_speedup_vs_naive", "infer vs naive", ".2f"),
+        ("scores_relative_error", "score err", ".1e"), ("gradient_relative_error", "grad err", ".1e"),
     ]))
-    print(f"target: training step >= {TARGET_PEAK_FRACTION:.0%} of measured matmul peak: "
-          f"{'met' if met else 'NOT met'}; written to {args.out}")
+    verdict = "n/a on CUDA" if met is None else "met" if met else "NOT met"
+    print(f"target: training step >= {TARGET_PEAK_FRACTION:.0%} of measured matmul peak: {verdict}; "
+          f"written to {out}")
     return 0
 
 

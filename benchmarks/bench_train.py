@@ -16,9 +16,12 @@ is taken, and the result is the median over segments. The first update of every 
 the file, loading the checkpoint) is not timed. Target: the loop keeps >= 90% of the bare step's speed.
 
 Sizes: the paper's (B = 200, N = T = 12, Dv = 4096 C3D fc6, Da = 1000 VGG fc8, H = M = 512) with
-20 classes, or ``--quick`` (B = 32, Dv = 256, Da = 64, H = M = 64). Usage:
-``python benchmarks/bench_train.py [--quick] [--updates U] [--segments S] [--workers W]``; writes
-``benchmarks/results/train.json`` and prints a table. Numbers are noisy on a shared machine.
+20 classes, or ``--quick`` (B = 32, Dv = 256, Da = 64, H = M = 64). On CUDA (``--device cuda``) both
+run on the GPU in ``--precision`` (float32, tf32 or bfloat16 autocast; bench_bricks checks each
+against float64), and the loop's batches are read on the CPU, pinned and copied. Usage:
+``python benchmarks/bench_train.py [--quick] [--updates U] [--segments S] [--workers W]
+[--device cpu|cuda] [--precision P]``; writes ``benchmarks/results/train.json`` (CPU) or
+``benchmarks/results/cuda/train.json`` and prints a table. Numbers are noisy on a shared machine.
 """
 
 from __future__ import annotations
@@ -46,16 +49,18 @@ TARGET_FRACTION = 0.90
 class BareStep:
     """The model step alone, on one batch held in memory (what bench_bricks times)."""
 
-    def __init__(self, sizes: dict, seed: int):
+    def __init__(self, sizes: dict, seed: int, device: str | torch.device = "cpu"):
+        device = torch.device(device)
         B, N, T, Dv, Da, H, M, C = (sizes[k] for k in ("B", "N", "T", "Dv", "Da", "H", "M", "C"))
         generator = torch.Generator().manual_seed(seed)
-        self.model = AttentionLSTM(Dv, Da, C, hidden_dim=H, match_dim=M, generator=generator).train()
-        self.inputs = torch.randn(B, N, Dv, generator=generator)
-        self.attended = torch.randn(B, T, Da, generator=generator)
-        self.mask = torch.ones(B, T, dtype=torch.bool)
-        self.targets = torch.randint(0, C, (B,), generator=generator)
+        model = AttentionLSTM(Dv, Da, C, hidden_dim=H, match_dim=M, generator=generator)
+        self.model = model.to(device).train()
+        self.inputs = torch.randn(B, N, Dv, generator=generator).to(device)
+        self.attended = torch.randn(B, T, Da, generator=generator).to(device)
+        self.mask = torch.ones(B, T, dtype=torch.bool, device=device)
+        self.targets = torch.randint(0, C, (B,), generator=generator).to(device)
         self.optimizer = BlocksMomentum(self.model.parameters(), lr=0.01, momentum=0.9)
-        self.dropout = torch.Generator().manual_seed(seed + 1)
+        self.dropout = torch.Generator(device=device).manual_seed(seed + 1)
         self.step()                                                                  # warm-up
 
     def step(self) -> None:
@@ -69,14 +74,14 @@ class BareStep:
         return [_common.time_call(self.step) for _ in range(steps)]
 
 
-def loop_seconds(config: TrainConfig, out_dir: Path, resume: bool) -> list[float]:
+def loop_seconds(config: TrainConfig, out_dir: Path, resume: bool, device: torch.device) -> list[float]:
     """Run `train` up to ``config.iterations`` (continuing the run in ``out_dir`` if ``resume``) and return
     the seconds of each update after the segment's first, read from its log.jsonl records."""
     done = 0
     log = out_dir / "log.jsonl"
     if resume:
         done = max(json.loads(line)["iteration"] for line in log.read_text().splitlines())
-    train(config, str(out_dir), resume=resume, device="cpu", checkpoint_every=10**9, log_every=1,
+    train(config, str(out_dir), resume=resume, device=str(device), checkpoint_every=10**9, log_every=1,
           progress=True)
     records = [json.loads(line) for line in log.read_text().splitlines()]
     mine = [r for r in records if r["kind"] == "train" and r["iteration"] > done]
@@ -94,9 +99,20 @@ def main(argv=None) -> int:
                         help="torch intra-op threads (default: torch's choice; quick: 1, as tiny matrices "
                              "gain nothing from more and suffer most from a busy machine)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers of the loop (default 0)")
-    parser.add_argument("--out", type=Path, default=_common.RESULTS_DIR / "train.json")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--precision", default="float32", choices=_common.PRECISIONS,
+                        help="CUDA only: float32 (TF32 off), tf32, or bfloat16 autocast (default float32)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON path (default results/train.json, or results/cuda/train.json)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: this machine (or this torch build) has no CUDA", file=sys.stderr)
+        return 2
+    if device.type == "cpu" and args.precision != "float32":
+        parser.error("--precision: the CPU runs float32 only")
+    out = args.out or _common.results_path("train", device)
     if args.quick:
         sizes = dict(B=32, N=12, T=12, Dv=256, Da=64, H=64, M=64, C=20)
         dims = dict(c3d_fc6_dim=256, vgg_obj_fc8_dim=64, num_videos=120)
@@ -116,7 +132,8 @@ def main(argv=None) -> int:
         data, run = Path(tmp) / "synth.h5", Path(tmp) / "run"
         print(f"generating {data} ...", file=sys.stderr, flush=True)
         write_synthetic(data, synth)
-        bare_step = BareStep(sizes, args.seed)
+        with _common.precision_mode(device, args.precision):
+            bare_step = BareStep(sizes, args.seed, device)
         for segment in range(args.segments):
             print(f"segment {segment + 1}/{args.segments}: loop, then bare step ...", file=sys.stderr,
                   flush=True)
@@ -125,8 +142,9 @@ def main(argv=None) -> int:
                                  steps=sizes["N"], batch_size=sizes["B"],
                                  iterations=(segment + 1) * (updates + 1), validate_every=0,
                                  num_workers=args.workers, seed=args.seed)
-            loop.append(loop_seconds(config, run, resume=segment > 0))
-            bare.append(bare_step.seconds(updates))
+            with _common.precision_mode(device, args.precision):
+                loop.append(loop_seconds(config, run, resume=segment > 0, device=device))
+                bare.append(bare_step.seconds(updates))
 
     ratios = [_common.median(b) / _common.median(lo) for b, lo in zip(bare, loop, strict=True)]
     bare_speed = 1.0 / _common.median([t for b in bare for t in b])
@@ -136,6 +154,8 @@ def main(argv=None) -> int:
         "benchmark": "train",
         "quick": args.quick,
         "machine": _common.machine_description(),
+        "device": _common.device_name(device),
+        "precision": args.precision,
         "sizes": sizes,
         "num_workers": args.workers,
         "torch_threads": torch.get_num_threads(),
@@ -152,15 +172,16 @@ def main(argv=None) -> int:
                 "ratio of median seconds per update, then the median over segments; the loop's first "
                 "update of a segment (start-up) is not timed; shared machine, noisy",
         "peak_rss": _common.peak_rss(),
+        "peak_gpu_memory_mb": _common.peak_gpu_memory_mb(device),
     }
-    _common.write_json(args.out, payload)
+    _common.write_json(out, payload)
     print(_common.format_table(
         [{"what": "bare step", "speed": bare_speed, "s": 1 / bare_speed},
          {"what": "training loop", "speed": loop_speed, "s": 1 / loop_speed}],
         [("what", "", "s"), ("speed", "updates/s", ".3f"), ("s", "s/update", ".3f")]))
     print(f"loop keeps {fraction:.1%} of the bare step's speed (median over {args.segments} segments; "
           f"target >= {TARGET_FRACTION:.0%}): {'met' if fraction >= TARGET_FRACTION else 'NOT met'}; "
-          f"written to {args.out}")
+          f"written to {out}")
     return 0
 
 

@@ -9,9 +9,12 @@ and its largest child process); for a script that reports none, the figure ``wai
 ``--quick`` passes ``--quick`` to every script (small sizes: a smoke run whose figures say little)
 and writes to ``results/quick/`` instead, so that it never overwrites the full results.
 ``--summarise-only`` writes the summary from the JSON already there, running nothing.
+``--device cuda`` runs the benchmarks that have a GPU form (bricks, train, extract) with
+``--device cuda`` into ``results/cuda/``, and its summary gives each figure's speed-up over the CPU
+figure of ``results/`` beside it.
 A script that fails is reported as failed in the summary, and the exit code is 1.
 
-Usage: ``python benchmarks/run_all.py [--quick] [--only NAME ...] [--summarise-only]``.
+Usage: ``python benchmarks/run_all.py [--quick] [--device cpu|cuda] [--only NAME ...] [--summarise-only]``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+CUDA_BENCHMARKS = ("bricks", "extract", "train")  # the scripts that take --device cuda
 
 
 def _pct(x) -> str:
@@ -48,12 +52,21 @@ def _bricks(r: dict) -> list[tuple]:
     goal = r["targets"]["train_peak_fraction_min"]
     for c in r["configs"]:
         s = c["sizes"]
-        what = f"training step, B={s['B']} Dv={s['Dv']} Da={s['Da']} H={s['H']}"
-        rows.append((f"{what}: fraction of matmul peak ({c['train_step_s']:.2f} s/step, "
-                     f"{c['train_gflops']:.1f} GFLOP/s)", _pct(c["train_peak_fraction"]), f">= {_pct(goal)}",
-                     c["train_peak_fraction"] >= goal))
-        rows.append((f"inference, Da={s['Da']}: s per batch ({_pct(c['inference_peak_fraction'])} of peak)",
-                     _num(c["inference_s"], ".3f"), "-", None))
+        on_cpu = c.get("device", "cpu") == "cpu"
+        precision = "" if on_cpu else f"{c['precision']} "
+        what = f"{precision}training step, B={s['B']} Dv={s['Dv']} Da={s['Da']} H={s['H']}"
+        rows.append((f"{what}: fraction of matmul peak ({c['train_step_s']:.4g} s/step, "
+                     f"{c['train_gflops']:.1f} GFLOP/s)", _pct(c["train_peak_fraction"]),
+                     f">= {_pct(goal)}" if on_cpu else "- (CPU target)",
+                     c["train_peak_fraction"] >= goal if on_cpu else None))
+        rows.append((f"{precision}inference, Da={s['Da']}: s per batch "
+                     f"({_pct(c['inference_peak_fraction'])} of peak)", _num(c["inference_s"], ".4g"),
+                     "-", None))
+        check = c.get("precision_check")
+        if check:
+            rows.append((f"{precision}relative error vs float64, Da={s['Da']} (scores; gradient)",
+                         f"{check['scores_relative_error']:.1e}; {check['gradient_relative_error']:.1e}",
+                         f"<= {r['targets']['precision_tolerance']:g}", check["usable"]))
     return rows
 
 
@@ -74,9 +87,16 @@ def _data(r: dict) -> list[tuple]:
 
 
 def _extract(r: dict) -> list[tuple]:
-    return [(f"{x['device']} {x['precision']}: pipeline vs both networks ({x['pipeline']:.2f} video "
-             f"frames/s; decode alone {x['decode']:.0f})", _pct(x["pipeline_vs_networks"]), r["target"],
-             x["target_met"]) for x in r["rows"]]
+    goal = 0.9
+    rows = []
+    for x in r["rows"]:
+        bound = min(x["decode"], x["networks"])
+        slower = "decoding" if x["decode"] < x["networks"] else "both networks"
+        rows.append((f"{x['device']} {x['precision']}: pipeline vs its slower stage, {slower} "
+                     f"({x['pipeline']:.2f} video frames/s; decode alone {x['decode']:.0f}, networks "
+                     f"{x['networks']:.1f})", _pct(x["pipeline"] / bound),
+                     f">= {_pct(goal)} of min(decode, networks)", x["pipeline"] / bound >= goal))
+    return rows
 
 
 def _train(r: dict) -> list[tuple]:
@@ -96,9 +116,37 @@ def _generic(r: dict) -> list[tuple]:
              targets.get("met"))]
 
 
-def run_script(script: Path, out: Path, quick: bool) -> dict:
+def _speedups(name: str, gpu: dict, cpu: dict) -> list[str]:
+    """Lines comparing a CUDA result with the CPU result of the same benchmark."""
+    lines = []
+    if name == "bricks":
+        cpu_steps = {c["sizes"]["Da"]: c for c in cpu["configs"]}
+        for c in gpu["configs"]:
+            base = cpu_steps.get(c["sizes"]["Da"])
+            if base and base["sizes"] == c["sizes"]:
+                lines.append(f"- bricks, {c['precision']}, Da={c['sizes']['Da']}: training step "
+                             f"{base['train_step_s'] / c['train_step_s']:.0f}x, inference "
+                             f"{base['inference_s'] / c['inference_s']:.0f}x the CPU's speed")
+    elif name == "train" and gpu["sizes"] == cpu["sizes"]:
+        lines.append(f"- train, {gpu.get('precision', 'float32')}: training loop "
+                     f"{gpu['loop_updates_per_s'] / cpu['loop_updates_per_s']:.0f}x the CPU's speed "
+                     f"({gpu['loop_updates_per_s']:.2f} vs {cpu['loop_updates_per_s']:.3f} updates/s)")
+    elif name == "extract":
+        cpu_rows = [x for x in cpu["rows"] if x["device"] == "cpu"]
+        for x in (x for x in gpu["rows"] if x["device"] != "cpu"):
+            if cpu_rows:
+                base = cpu_rows[0]
+                lines.append(f"- extract, {x['precision']}: pipeline {x['pipeline'] / base['pipeline']:.0f}x "
+                             f"the CPU's float32 speed; networks alone "
+                             f"{x['networks'] / base['networks']:.0f}x")
+    return lines
+
+
+def run_script(script: Path, out: Path, quick: bool, device: str = "cpu") -> dict:
     """Run one benchmark; returns its exit code, wall seconds and the peak RSS that wait4 saw."""
     command = [sys.executable, str(script), "--out", str(out)] + (["--quick"] if quick else [])
+    if device != "cpu":
+        command += ["--device", device]
     print(f"== {script.name}: {' '.join(command[1:])}", flush=True)
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=HERE.parent)
@@ -108,11 +156,13 @@ def run_script(script: Path, out: Path, quick: bool) -> dict:
             "wait4_peak_rss_mb": usage.ru_maxrss / 1024}
 
 
-def summary_markdown(entries: list[dict], quick: bool) -> str:
+def summary_markdown(entries: list[dict], quick: bool, device: str = "cpu",
+                     cpu_dir: Path | None = None) -> str:
     machine = next((e["result"]["machine"] for e in entries if e.get("result") and "machine" in e["result"]),
                    _common.machine_description())
-    lines = ["# Benchmark summary", "",
-             f"Written by `benchmarks/run_all.py{' --quick' if quick else ''}` "
+    flags = (" --quick" if quick else "") + (f" --device {device}" if device != "cpu" else "")
+    lines = ["# Benchmark summary" + (" (CUDA)" if device != "cpu" else ""), "",
+             f"Written by `benchmarks/run_all.py{flags}` "
              f"({'quick smoke run: small sizes, figures not representative' if quick else 'full sizes'}). "
              "Each benchmark's JSON beside this file has every number; its docstring says what is measured. "
              "Timings come from a shared machine and are noisy.", "",
@@ -138,8 +188,21 @@ def summary_markdown(entries: list[dict], quick: bool) -> str:
                          f"{memory if i == 0 else ''} |")
     met = [m for e in entries if e.get("result") for *_, m in SUMMARIES.get(e["name"], _generic)(e["result"])]
     lines += ["", f"{sum(m is True for m in met)} of {sum(m is not None for m in met)} targets met."]
-    if any(e.get("result", {}).get("machine", {}).get("cuda") is None for e in entries if e.get("result")):
-        lines += ["", "No GPU was available: the CUDA rows (float16 extraction) were not measured."]
+    if device != "cpu":
+        speedups = []
+        for e in entries:
+            cpu_json = (cpu_dir or _common.RESULTS_DIR) / f"{e['name']}.json"
+            if e.get("result") and cpu_json.exists():
+                cpu_result = json.loads(cpu_json.read_text(encoding="utf-8"))
+                speedups += _speedups(e["name"], e["result"], cpu_result)
+        if speedups:
+            lines += ["", "Speed-up over the CPU figures of the summary beside `../summary.md` "
+                      "(different machines: a ratio of two runs, not one run):", "", *speedups]
+    elif (_common.RESULTS_DIR / "cuda" / "summary.md").exists() and not quick:
+        lines += ["", "GPU figures: [cuda/summary.md](cuda/summary.md)."]
+    else:
+        lines += ["", "No GPU figures yet: run `python benchmarks/run_all.py --device cuda` on a CUDA "
+                  "machine."]
     return "\n".join(lines) + "\n"
 
 
@@ -149,10 +212,15 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="pass --quick to every benchmark (smoke run)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run these (bricks, data, ...) only")
     parser.add_argument("--summarise-only", action="store_true", help="run nothing; summarise existing JSON")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help=f"cuda: the GPU forms of {', '.join(CUDA_BENCHMARKS)} into results/cuda/")
     args = parser.parse_args(argv)
 
-    results_dir = _common.RESULTS_DIR / "quick" if args.quick else _common.RESULTS_DIR
+    base_dir = _common.RESULTS_DIR / "quick" if args.quick else _common.RESULTS_DIR
+    results_dir = base_dir / "cuda" if args.device == "cuda" else base_dir
     scripts = sorted(HERE.glob("bench_*.py"))
+    if args.device == "cuda":
+        scripts = [s for s in scripts if s.stem.removeprefix("bench_") in CUDA_BENCHMARKS]
     names = [s.stem.removeprefix("bench_") for s in scripts]
     unknown = sorted(set(args.only or []) - set(names))
     if unknown:
@@ -162,7 +230,7 @@ def main(argv=None) -> int:
         out = results_dir / f"{name}.json"
         entry = {"name": name}
         if not args.summarise_only and (not args.only or name in args.only):
-            entry.update(run_script(script, out, args.quick))
+            entry.update(run_script(script, out, args.quick, args.device))
             if entry["returncode"] != 0:
                 failed = True
                 entry["error"] = f"exit code {entry['returncode']}"
@@ -172,7 +240,7 @@ def main(argv=None) -> int:
             except (OSError, ValueError) as exc:
                 entry["error"] = f"no result ({exc.__class__.__name__})"
         entries.append(entry)
-    text = summary_markdown(entries, args.quick)
+    text = summary_markdown(entries, args.quick, args.device, base_dir)
     summary = results_dir / "summary.md"
     summary.parent.mkdir(parents=True, exist_ok=True)
     tmp = summary.with_name(f".summary.md.tmp{os.getpid()}")

@@ -228,14 +228,19 @@ class FeatureExtractor:
         return out
 
     def _autocast(self, dtype: torch.dtype | None):
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
+        """Autocast to ``dtype``, or true float32 for None: on CUDA torch lets cuDNN convolutions use
+        TF32 by default (a 10-bit mantissa), which "float32" must not."""
+        if dtype is not None:
+            return torch.autocast(self.device.type, dtype=dtype)
+        if self.device.type == "cuda":
+            return _without_tf32()
+        return contextlib.nullcontext()
 
     def _choose_precision(self, name: str, net, batch: torch.Tensor, names: list[str]) -> dict:
         """Run ``batch`` in float32 and with ``auto_dtype`` autocast; keep autocast for ``name`` if every
         layer stays within tolerance. Returns the float32 features (this batch is exact either way)."""
-        exact = net.features(batch, names)
+        with self._autocast(None):
+            exact = net.features(batch, names)
         with self._autocast(self.auto_dtype):
             low = net.features(batch, names)
         worst = max(float((low[k].float() - exact[k]).abs().max() / exact[k].abs().max().clamp_min(1e-12))
@@ -252,6 +257,17 @@ class FeatureExtractor:
         return f"{'float32' if dtype is None else str(dtype).removeprefix('torch.') + ' autocast'} ({how})"
 
 
+@contextlib.contextmanager
+def _without_tf32():
+    """CUDA matrix products and cuDNN convolutions in full float32 within the block."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def extract_videos(
     videos: Sequence[tuple[str, str]],
     writer,
@@ -262,6 +278,7 @@ def extract_videos(
     batch_size: int = 8,
     workers: int = 1,
     queue_size: int = 4,
+    buffer_bytes: int = 0,
     decoder_threads: int = 0,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
@@ -269,11 +286,14 @@ def extract_videos(
     """Extract every (video id, path) of ``videos`` that ``writer`` does not hold yet, in order.
 
     ``batch_size``: clips per network call (each also flipped, so C3D sees 2B clips and each VGG-19 4B
-    frames); ``workers``: decode threads; ``queue_size``: chunks each may hold ready; ``decoder_threads``:
-    FFmpeg's own threads per video (0: FFmpeg decides). A video that cannot be decoded, or has fewer than
-    16 frames, is reported through ``log`` and counted in ``failed``; a damaged one is written with what
-    was readable and counted in ``partial``. Each video is committed alone, so a killed run loses at most
-    the video in flight. ``targets``: {video id: label index or (C,) multi-hot}; ids missing get None.
+    frames); ``workers``: decode threads; ``queue_size``: chunks each may hold ready; ``buffer_bytes``:
+    decoded frames the workers may hold ahead beyond that, all together (what lets several workers
+    decode at once on a GPU that computes faster than one decodes; see ``decode_in_background``);
+    ``decoder_threads``: FFmpeg's own threads per video (0: FFmpeg decides). A video that cannot be
+    decoded, or has fewer than 16 frames, is reported through ``log`` and counted in ``failed``; a
+    damaged one is written with what was readable and counted in ``partial``. Each video is committed
+    alone, so a killed run loses at most the video in flight. ``targets``: {video id: label index or
+    (C,) multi-hot}; ids missing get None.
     """
     start_time = time.perf_counter()
     say = log or (lambda message: tqdm.write(message, file=sys.stderr))
@@ -282,7 +302,8 @@ def extract_videos(
     written, partial, failed, frames_total = [], {}, {}, 0
     bar = tqdm(total=len(todo), unit="video", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     decoded = decode_in_background(
-        [path for _, path in todo], extractor.prepare, CHUNK_LENGTH, workers, queue_size, decoder_threads
+        [path for _, path in todo], extractor.prepare, CHUNK_LENGTH, workers, queue_size, decoder_threads,
+        buffer_bytes,
     )
     try:
         for video in decoded:

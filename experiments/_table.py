@@ -26,7 +26,8 @@ def main(number: int, argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="a small benchmark and few iterations (minutes, for checks)")
     parser.add_argument("--results", default="results", help="results folder (default: results)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--device", default=None,
+                        help="cpu or cuda (default: $ALSTM_DEVICE, else cuda if available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)

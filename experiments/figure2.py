@@ -41,7 +41,8 @@ def parse_args(name: str, doc: str, argv: list[str] | None) -> argparse.Namespac
     parser.add_argument("--count", type=int, default=3, help="videos shown by default (3)")
     parser.add_argument("--quick", action="store_true", help="small benchmark and short training")
     parser.add_argument("--results", default="results", help="results folder (default: results)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--device", default=None,
+                        help="cpu or cuda (default: $ALSTM_DEVICE, else cuda if available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)

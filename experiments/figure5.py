@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="'synthetic' (the built-in benchmark) or a folder with activitynet.h5")
     parser.add_argument("--quick", action="store_true", help="small benchmark and short training")
     parser.add_argument("--results", default="results", help="results folder (default: results)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--device", default=None,
+                        help="cpu or cuda (default: $ALSTM_DEVICE, else cuda if available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)

@@ -26,6 +26,7 @@ stopping). The model is not DDP-wrapped there: ranks may run different numbers o
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,11 +64,23 @@ class Launch:
         return cls(rank, world_size, local_rank)
 
 
+DEVICE_VARIABLE = "ALSTM_DEVICE"
+
+
+def default_device() -> str:
+    """The device a command uses when none is given: ``$ALSTM_DEVICE`` when set (e.g. ``cpu`` on a
+    machine whose GPU is busy, or where CPU results must be reproduced), else ``cuda`` where CUDA is
+    available, else ``cpu``."""
+    chosen = os.environ.get(DEVICE_VARIABLE, "").strip()
+    if chosen:
+        return chosen
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def resolve_device(device: str | None, launch: Launch) -> torch.device:
-    """None: ``cuda:LOCAL_RANK`` where CUDA is available, else the CPU; a bare "cuda" also becomes
-    ``cuda:LOCAL_RANK`` (one GPU per process)."""
+    """None: `default_device`; a bare "cuda" becomes ``cuda:LOCAL_RANK`` (one GPU per process)."""
     if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = default_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ReproduceError(f"--device {device}: this machine (or this torch build) has no CUDA; "
                              "use --device cpu")

@@ -19,10 +19,12 @@ from reproduce.config import TrainConfig
 from reproduce.distributed import (
     Launch,
     ShardedWindows,
+    default_device,
     dropout_state,
     merge_video_scores,
     per_rank_batch_size,
     rank_seed,
+    resolve_device,
 )
 from reproduce.errors import ReproduceError
 from reproduce.evaluate import VideoScores
@@ -58,7 +60,8 @@ def free_port() -> int:
 
 def torchrun(*argv, processes: int = 2) -> subprocess.CompletedProcess:
     """``torchrun --nproc-per-node 2 -m reproduce.cli ARGV`` on loopback; a non-zero exit fails the test."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     command = [str(TORCHRUN), "--nproc-per-node", str(processes), "--master-addr", "127.0.0.1",
                "--master-port", str(free_port()), "-m", "reproduce.cli", *map(str, argv)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
@@ -205,3 +208,18 @@ def test_a_batch_the_processes_cannot_share_is_refused_before_training(synth, tm
 
     with pytest.raises(ReproduceError, match="cannot be split evenly over 3 processes"):
         open_train_data(TrainConfig(data=str(synth), **FLAGS), rank=0, world_size=3)
+
+
+def test_the_default_device_comes_from_alstm_device_then_cuda_availability(monkeypatch):
+    launch = Launch(rank=1, world_size=2, local_rank=1)
+    monkeypatch.setenv("ALSTM_DEVICE", "cpu")
+    assert default_device() == "cpu" and resolve_device(None, launch) == torch.device("cpu")
+    monkeypatch.setenv("ALSTM_DEVICE", "")
+    assert default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu", launch) == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert resolve_device("cuda", launch) == torch.device("cuda:1")      # one GPU per process
+    else:
+        monkeypatch.setenv("ALSTM_DEVICE", "cuda")
+        with pytest.raises(ReproduceError, match="no CUDA"):
+            resolve_device(None, launch)

@@ -1,6 +1,7 @@
 """Decoding (PyAV) and frame sampling, against videos encoded here with known frames."""
 
 import threading
+import time
 import tracemalloc
 from fractions import Fraction
 
@@ -282,6 +283,40 @@ def test_background_queue_is_bounded(tmp_path):
     assert consumed == 50 and len(produced) == 50
     # in the worker's hands: one chunk being put, queue_size queued, one handed to us
     assert max(gaps) <= queue_size + 2
+
+
+def test_a_byte_allowance_lets_a_worker_decode_its_whole_video_ahead(tmp_path):
+    """The consumer holds video 0 at its first chunk. Without a byte allowance worker 1 stops after
+    the chunk it transforms (queue_size 1: its "open" message fills the queue); with room for a whole
+    video it decodes all 4 chunks of video 1 meanwhile. Both yield the same frames."""
+    truths = [moving_frames(64, 24, 32, seed=s) for s in (21, 22)]
+    paths = []
+    for k, truth in enumerate(truths):
+        paths.append(tmp_path / f"v{k}.mkv")
+        write_video(paths[-1], truth, "ffv1")
+    chunk_bytes = 16 * 24 * 32 * 3
+    for buffer_bytes, ahead in ((0, 1), (2 * 5 * chunk_bytes, 4)):
+        transformed = {"decode-0": 0, "decode-1": 0}
+        lock = threading.Lock()
+
+        def transform(chunk: FrameChunk, transformed=transformed, lock=lock) -> FrameChunk:
+            with lock:
+                transformed[threading.current_thread().name] += 1
+            return chunk
+
+        videos = decode_in_background(paths, transform, workers=2, queue_size=1, buffer_bytes=buffer_bytes)
+        first = next(videos)
+        chunks = [next(first.items)]
+        deadline = time.monotonic() + 10
+        while transformed["decode-1"] < ahead and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)                                       # time to run further ahead, if it could
+        assert transformed["decode-1"] == ahead
+        chunks += list(first.items)
+        np.testing.assert_array_equal(np.concatenate([c.frames for c in chunks]), truths[0])
+        second = next(videos)
+        np.testing.assert_array_equal(np.concatenate([c.frames for c in second.items]), truths[1])
+        assert next(videos, None) is None
 
 
 def test_skipping_the_rest_of_a_video_leaves_the_next_intact(three_videos):

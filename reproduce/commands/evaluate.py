@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=12, help="chunks N per window of the baseline")
     parser.add_argument("--json", metavar="OUT", default=None, help="write the full report as JSON")
     parser.add_argument("--scores", metavar="OUT.npz", default=None, help="write the video scores")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda, ... (default: $ALSTM_DEVICE, else cuda if available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -71,13 +71,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--split", default="test", choices=["train", "valid", "test"],
                       help="split of the new videos (default test)")
     run_ = parser.add_argument_group("running")
-    run_.add_argument("--device", default=None, help="cpu or cuda[:K] (default: cuda if available)")
+    run_.add_argument("--device", default=None,
+                      help="cpu or cuda[:K] (default: $ALSTM_DEVICE, else cuda if available)")
     run_.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                       help="network precision (auto: float32 on CPU; on CUDA float16 autocast if the first "
                       "batch stays within 1%% of float32, else float32)")
     run_.add_argument("--batch-size", type=int, default=None, help="clips per network call (cpu 4, cuda 32)")
     run_.add_argument("--workers", type=int, default=1, help="decoding threads (default 1)")
     run_.add_argument("--queue-size", type=int, default=8, help="decoded chunks each worker keeps ready")
+    run_.add_argument("--buffer-mb", type=float, default=None,
+                      help="decoded frames the workers may hold ahead beyond --queue-size, in MB: lets "
+                      "--workers decode side by side when the networks outrun one decoder (default 0 on "
+                      "the CPU, 2048 on CUDA)")
     run_.add_argument("--keep-going", action="store_true", help="exit 0 even if some videos failed")
     run_.add_argument("--shard", default=None, metavar="RANK/WORLD",
                       help="extract share RANK of WORLD into OUT.shard<RANK>-of<WORLD>.h5 "
@@ -391,7 +396,8 @@ def run(args: argparse.Namespace) -> int:
 
         with open_dataset(args.out) as ds:
             class_names, multilabel = list(ds.class_names), ds.multilabel
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from reproduce.distributed import default_device
+    device = args.device or default_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ReproduceError(f"--device {device}: this machine (or this torch build) has no CUDA; "
                              "use --device cpu")
@@ -410,6 +416,9 @@ def run(args: argparse.Namespace) -> int:
     batch_size = args.batch_size or (32 if device.startswith("cuda") else 4)
     if batch_size < 1 or args.workers < 1 or args.queue_size < 1:
         raise ReproduceError("--batch-size, --workers and --queue-size must be at least 1")
+    buffer_mb = args.buffer_mb if args.buffer_mb is not None else (2048 if device.startswith("cuda") else 0)
+    if buffer_mb < 0:
+        raise ReproduceError(f"--buffer-mb {buffer_mb:g}: give 0 or more megabytes")
 
     out = args.out if world == 1 else shard_path(args.out, rank, world)
     mine = videos[rank::world]
@@ -422,6 +431,7 @@ def run(args: argparse.Namespace) -> int:
         summary = extract_videos(
             [(vid, path) for vid, path in mine if vid not in merged], writer, extractor, targets=targets,
             split=args.split, batch_size=batch_size, workers=args.workers, queue_size=args.queue_size,
+            buffer_bytes=int(buffer_mb * 2**20),
             progress=not args.quiet)
     rate = summary.frames / max(summary.seconds, 1e-9)
     where = f" (rank {rank} of {world})" if world > 1 else ""

@@ -71,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="networks without weights run on random weights (tests only)")
     nets.add_argument("--seed", type=int, default=0, help="seed of random weights (default 0)")
     run_ = parser.add_argument_group("running")
-    run_.add_argument("--device", default=None, help="cpu or cuda[:K] (default: cuda if available)")
+    run_.add_argument("--device", default=None,
+                      help="cpu or cuda[:K] (default: $ALSTM_DEVICE, else cuda if available)")
     run_.add_argument("--batch-size", type=int, default=None, help="clips per network call (cpu 4, cuda 32)")
     run_.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -352,7 +353,8 @@ def run(args: argparse.Namespace) -> int:
         raise ReproduceError("--top must be ≥ 1, --moments and --merge-gap ≥ 0, --threshold > 0")
     if not os.path.isfile(args.video):
         raise ReproduceError(f"{args.video}: no such file")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from reproduce.distributed import default_device
+    device = args.device or default_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ReproduceError(f"--device {device}: no CUDA on this machine; use --device cpu")
     info = probe(args.video)                                    # not a video / no frame: VideoError

@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     parser.add_argument("--preset", choices=("activitynet", "hollywood2"), default=None,
                         help="start from this regime's defaults (flags still override them)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda, cuda:1 ... (default: $ALSTM_DEVICE, else cuda if available)")
     parser.add_argument("--checkpoint-every", type=int, default=125, help="updates between last.pt writes")
     parser.add_argument("--log-every", type=int, default=10, help="updates between log.jsonl train records")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
