@@ -356,6 +356,20 @@ def test_sharded_runs_merge_into_the_single_process_file(tmp_path, small_network
             np.testing.assert_array_equal(merged[1][vid][name], value, err_msg=f"{vid} {name}")
 
 
+def test_files_of_other_classes_are_not_merged(tmp_path):
+    from fuel_datasets.errors import DatasetError
+    from fuel_datasets.merge import merge_feature_files
+
+    for name, classes in (("a.h5", ["run", "jump"]), ("b.h5", ["run", "swim"])):
+        with FeatureWriter(tmp_path / name, class_names=classes) as writer:
+            writer.add_video(name[0], features={"c3d_fc6": np.ones((2, 3), np.float32)},
+                             frame_index={"c3d_fc6": np.array([0, 16])}, num_frames=32, fps=25.0,
+                             targets=0, split="test")
+    with pytest.raises(DatasetError, match="different classes"):
+        merge_feature_files([str(tmp_path / "a.h5"), str(tmp_path / "b.h5")], str(tmp_path / "out.h5"))
+    assert not (tmp_path / "out.h5").exists()
+
+
 def test_shard_comes_from_the_flag_or_torchrun_variables():
     assert extract_cmd.parse_shard(None, {}) == (0, 1)
     assert extract_cmd.parse_shard(None, {"RANK": "2", "WORLD_SIZE": "4"}) == (2, 4)

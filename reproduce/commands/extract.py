@@ -175,8 +175,10 @@ def read_labels(path: str, video_ids: list[str], classes: list[str] | None, mult
     return names, targets
 
 
-def parse_shard(shard: str | None, env: dict) -> tuple[int, int]:
-    """(rank, world) from --shard RANK/WORLD, else from torchrun's RANK / WORLD_SIZE, else (0, 1)."""
+def parse_shard(shard: str | None, env: dict | None) -> tuple[int, int]:
+    """(rank, world) from --shard RANK/WORLD, else from torchrun's RANK / WORLD_SIZE (``env``: the
+    variables `reproduce.cli` found, None outside torchrun), else (0, 1)."""
+    env = env or {}
     if shard is None:
         if "WORLD_SIZE" not in env:
             return 0, 1
@@ -289,54 +291,6 @@ def check_existing(path: str, extractor) -> set[str]:
     return ids
 
 
-def merge_feature_files(inputs: list[str], out: str, order: list[str] | None = None,
-                        progress: bool = False) -> int:
-    """Append every video of the ``inputs`` feature files to ``out`` (created if needed) in ``order``
-    (video ids; default: file by file), with their splits, targets and source attributes. Videos
-    already in ``out`` are skipped, so an interrupted merge can be rerun. Returns the videos added."""
-    from tqdm import tqdm
-
-    from fuel_datasets.layout import FeatureWriter, open_dataset
-
-    datasets = [open_dataset(path) for path in inputs]
-    try:
-        where: dict[str, tuple[object, str]] = {}
-        for ds in datasets:
-            for split, members in ds.splits.items():
-                for vid in members:
-                    where[vid] = (ds, split)
-        ids = [vid for vid in (order if order is not None else where) if vid in where]
-        for ds, path in zip(datasets[1:], inputs[1:], strict=True):
-            if (ds.class_names, ds.multilabel) != (datasets[0].class_names, datasets[0].multilabel):
-                raise ReproduceError(f"{path} and {inputs[0]} have different classes; they cannot be merged")
-        # sources and their attributes come from a file that has videos (a shard may have none)
-        first = next((ds for ds in datasets if any(ds.splits.values())), datasets[0])
-        added = 0
-        with FeatureWriter(out, class_names=list(first.class_names), multilabel=first.multilabel,
-                           attrs=dict(first.attrs)) as writer:
-            sources = [s for s in first.sources if s != "targets"]
-            for source in sources:
-                writer.set_source_info(source, **first.source_info(source))
-            for vid in tqdm(ids, desc="merge", unit="video", disable=not progress, file=sys.stderr):
-                if writer.has_video(vid):
-                    continue
-                ds, split = where[vid]
-                writer.add_video(
-                    vid,
-                    features={s: ds.read(s, vid) for s in sources},
-                    frame_index={s: ds.frame_index(s, vid) for s in sources},
-                    num_frames=ds.num_frames(vid),
-                    fps=ds.fps(vid),
-                    targets=ds.read("targets", vid) if "targets" in ds.sources else None,
-                    split=split,
-                )
-                added += 1
-        return added
-    finally:
-        for ds in datasets:
-            ds.close()
-
-
 def _write_json(path: str, value) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -379,7 +333,8 @@ def run(args: argparse.Namespace) -> int:
     from caffe_models.extract import extract_videos
     from fuel_datasets.layout import FeatureWriter
 
-    rank, world = parse_shard(args.shard, dict(os.environ))
+    launched = getattr(args, "torchrun", None) or {}
+    rank, world = parse_shard(args.shard, launched)
     videos = list_videos(args.videos)
     all_ids = [vid for vid, _ in videos]
     if args.labels:
@@ -401,8 +356,8 @@ def run(args: argparse.Namespace) -> int:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ReproduceError(f"--device {device}: this machine (or this torch build) has no CUDA; "
                              "use --device cpu")
-    if device == "cuda" and world > 1 and "LOCAL_RANK" in os.environ:
-        device = f"cuda:{os.environ['LOCAL_RANK']}"
+    if device == "cuda" and world > 1 and "LOCAL_RANK" in launched:
+        device = f"cuda:{launched['LOCAL_RANK']}"
     extractor = build_extractor(args, device)
     random_nets = extractor.random_networks()
     if random_nets and not args.allow_random_weights:
@@ -447,6 +402,8 @@ def run(args: argparse.Namespace) -> int:
         expected = {r: [vid for vid, _ in videos[r::world]] for r in range(world)}
         markers = _wait_for_shards(args.out, world, expected)
         shards = [shard_path(args.out, r, world) for r in range(world)]
+        from fuel_datasets.merge import merge_feature_files
+
         added = merge_feature_files([s for s in shards if os.path.exists(s)], args.out, all_ids,
                                     progress=not args.quiet)
         for shard in shards:
