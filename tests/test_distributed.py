@@ -92,7 +92,8 @@ def test_two_processes_follow_the_single_process_loss_curve_and_resume(synth, tm
               "--quiet", *flags()]
     first = torchrun(*common, "--iterations", "3")
     assert first.stdout.count("finished after 3 updates") == 1                 # rank 0 alone prints
-    assert sorted(os.listdir(ddp)) == ["best.pt", "config.json", "last.pt", "log.jsonl"]
+    written = set(os.listdir(ddp)) - {"tensorboard"}                    # there when tensorboard is installed
+    assert written == {"best.pt", "config.json", "last.pt", "log.jsonl"}
     torchrun(*common, "--iterations", "7", "--resume")
 
     expected, got = records(single, "train"), records(ddp, "train")
