@@ -167,7 +167,7 @@ def summary_markdown(entries: list[dict], quick: bool, device: str = "cpu",
              "Each benchmark's JSON beside this file has every number; its docstring says what is measured. "
              "Timings come from a shared machine and are noisy.", "",
              "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), "",
-             "| benchmark | figure | measured | target | verdict | peak RSS |",
+             "| benchmark | figure | measured | target | verdict | peak memory |",
              "|---|---|---|---|---|---|"]
     for e in entries:
         name, result = e["name"], e.get("result")
@@ -182,6 +182,8 @@ def summary_markdown(entries: list[dict], quick: bool, device: str = "cpu",
             memory = f"{e['wait4_peak_rss_mb']:.0f} MB (wait4)"
         else:
             memory = "not reported (JSON written before the peak_rss field; rerun `make bench`)"
+        if result.get("peak_gpu_memory_mb") is not None:
+            memory += f"; GPU {result['peak_gpu_memory_mb']:.0f} MB (torch's allocator peak)"
         rows = SUMMARIES.get(name, _generic)(result)
         for i, (figure, measured, target, met) in enumerate(rows):
             lines.append(f"| {name if i == 0 else ''} | {figure} | {measured} | {target} | {_verdict(met)} | "
