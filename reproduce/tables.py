@@ -204,10 +204,31 @@ class RunSettings:
 
     @classmethod
     def benchmark(cls) -> RunSettings:
+        """The full built-in benchmark (2,000 + 800 generated videos, ``synth_configs``), about 5 minutes
+        on 2 cores.
+
+        ActivityNet-like runs: H = M = 128 (the features have 32 latent dimensions), minibatch 64,
+        lr 0.05 fixed for 600 iterations, then ×0.9 every 60, at most 1,200 iterations; validation once
+        per decay period (every 60, as the paper's once per 125) with patience 4. Why these values:
+        with lr 0.1 (the quick setting) the attention runs become overconfident within 100 iterations
+        (training loss 0.7, validation 2.6) and early stopping keeps a model from the first validation;
+        at 0.05 they reach their best validation loss at 200–500 iterations. 2,000 videos (1,400 for
+        training, 200 for validation) keep them from fitting the training set that fast and make the
+        validation loss, which picks the checkpoint, less noisy than with 600 videos (60 for validation).
+
+        The iteration budget is the same for every row, as in the paper. The vanilla LSTMs learn more
+        slowly than the attention LSTMs: at 1,200 iterations they are still improving, and left to run
+        until early stopping (1,500–3,000 iterations) the vanilla LSTM on VGG fc6 matches or exceeds
+        the attention LSTM on this benchmark. Table 3 therefore compares the two at an equal budget.
+
+        Hollywood2-like fine-tuning (fixed length, no validation split, as in the paper): 300 iterations
+        of minibatch 50, lr 0.05 for 150, then ×0.995 per iteration, the paper's 2,500 / 1,000 scaled
+        down like the ActivityNet schedule. 20 + 20 flipped test windows per video instead of 40 + 40.
+        """
         return cls(
             "benchmark",
-            changes=dict(hidden_dim=128, match_dim=128, batch_size=64, iterations=600, lr=0.1,
-                         lr_fixed_iterations=300, lr_decay_every=30, validate_every=100, patience=3),
+            changes=dict(hidden_dim=128, match_dim=128, batch_size=64, iterations=1200, lr=0.05,
+                         lr_fixed_iterations=600, lr_decay_every=60, validate_every=60, patience=4),
             h2_changes=dict(hidden_dim=128, match_dim=128, batch_size=50, iterations=300, lr=0.05,
                             lr_fixed_iterations=150, lr_decay_every=1, lr_decay_ratio=0.995),
             crops=20,
