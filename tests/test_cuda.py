@@ -5,11 +5,11 @@ the nccl test needs two.
 """
 
 import copy
-import json
 
 import numpy as np
 import pytest
 import torch
+from test_distributed import FLAGS, TINY, records
 from test_extract import ListWriter
 from torch.nn import functional as F
 from videos import moving_frames, write_video
@@ -27,11 +27,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::caffe_models.RandomWeightsWarning"),
 ]
 
-TINY = dict(num_classes=4, num_videos=24, min_frames=48, max_frames=96, latent_dim=8, c3d_fc6_dim=16,
-            c3d_fc8_dim=4, vgg_fc6_dim=12, vgg_obj_fc8_dim=10, vgg_sce_fc8_dim=6, vgg_act_fc8_dim=6)
-FLAGS = dict(input_source="c3d_fc6", attended_source="vgg_obj_fc8", hidden_dim=16, match_dim=8, frames=48,
-             steps=3, batch_size=8, validate_every=3, valid_crops=1, lr=0.05, lr_fixed_iterations=3,
-             lr_decay_every=2, lr_decay_ratio=0.9, dropout=0.0, seed=3)
 # Relative error (norm of the difference over norm of float64) allowed per precision; float32 on a
 # GPU differs from the CPU only in the order of its sums.
 TOLERANCE = {"float32": 1e-5, "tf32": 1e-2, "bfloat16": 5e-2}
@@ -96,11 +91,6 @@ def synth(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "synth.h5"
     write_synthetic(path, SynthConfig(**TINY))
     return path
-
-
-def records(run_dir, kind):
-    with open(run_dir / "log.jsonl", encoding="utf-8") as f:
-        return [r for r in map(json.loads, f) if r["kind"] == kind]
 
 
 def test_training_and_evaluation_on_cuda_follow_the_cpu(synth, tmp_path):

@@ -205,7 +205,7 @@ def test_dropout_streams_and_their_resume_state():
 
 
 def test_a_batch_the_processes_cannot_share_is_refused_before_training(synth, tmp_path):
-    from reproduce.train import open_train_data
+    from reproduce.train_data import open_train_data
 
     with pytest.raises(ReproduceError, match="cannot be split evenly over 3 processes"):
         open_train_data(TrainConfig(data=str(synth), **FLAGS), rank=0, world_size=3)
