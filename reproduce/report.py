@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from reproduce.highlight import extreme_frames, strip_columns
+from reproduce.moments import extreme_frames, strip_columns
 
 FAMILY_NAMES = {"vgg_obj": "Object", "vgg_sce": "Scene", "vgg_act": "Action", "c3d": "C3D"}
 HIGH, LOW = "#1a9c3a", "#d62a2a"          # the paper's green and red frames

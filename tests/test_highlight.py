@@ -1,26 +1,29 @@
-"""Highlight planning and aggregation (reproduce.highlight): windows over a whole video, per-frame
-weights, densities on a common grid, moments, rankings; each against a direct construction."""
+"""Highlight planning and aggregation (reproduce.highlight, reproduce.moments): windows over a whole
+video, per-frame weights, densities on a common grid, moments, rankings; each against a direct
+construction."""
 
 import numpy as np
 import pytest
 
 from reproduce.errors import ReproduceError
 from reproduce.highlight import (
-    FrameWeights,
     Reading,
     WindowAssembler,
     WindowResult,
     WindowRows,
     check_reading,
+    member_window,
+    parse_source,
+    plan_windows,
+    summarize,
+)
+from reproduce.moments import (
+    FrameWeights,
     combine_curves,
     extreme_frames,
     find_moments,
     frame_times,
-    member_window,
-    parse_source,
-    plan_windows,
     strip_columns,
-    summarize,
     top_classes,
 )
 
