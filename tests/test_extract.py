@@ -208,6 +208,20 @@ def test_random_weights_are_refused_unless_allowed(tmp_path, small_networks, cap
         assert ds.attrs["random_weights"] == "c3d, vgg_obj"
 
 
+def test_running_flags_out_of_range_end_with_one_line(tmp_path, small_networks, capsys, clip_videos):
+    folder, _ = clip_videos
+    common = [folder / "odd.mkv", "--out", tmp_path / "f.h5", "--classes", "a,b", "--allow-random-weights"]
+    for flags, message in ((["--buffer-mb", "-1"], "--buffer-mb -1: give 0 or more megabytes"),
+                           (["--workers", "0"], "--workers and --queue-size must be at least 1")):
+        assert run_cli(*common, *flags) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "f.h5").exists()
+    assert run_cli(*common, "--buffer-mb", "64", "--workers", "2", "--quiet") == 0   # a read-ahead allowance
+    with open_dataset(tmp_path / "f.h5") as ds:
+        assert ds.splits["test"] == ["odd"]
+
+
 def test_weight_files_are_loaded_and_recorded(tmp_path, small_networks, clip_videos, capsys):
     folder, truths = clip_videos
     rng = np.random.default_rng(0)

@@ -358,6 +358,12 @@ def run(args: argparse.Namespace) -> int:
                              "use --device cpu")
     if device == "cuda" and world > 1 and "LOCAL_RANK" in launched:
         device = f"cuda:{launched['LOCAL_RANK']}"
+    batch_size = args.batch_size or (32 if device.startswith("cuda") else 4)
+    if batch_size < 1 or args.workers < 1 or args.queue_size < 1:
+        raise ReproduceError("--batch-size, --workers and --queue-size must be at least 1")
+    buffer_mb = args.buffer_mb if args.buffer_mb is not None else (2048 if device.startswith("cuda") else 0)
+    if buffer_mb < 0:
+        raise ReproduceError(f"--buffer-mb {buffer_mb:g}: give 0 or more megabytes")
     extractor = build_extractor(args, device)
     random_nets = extractor.random_networks()
     if random_nets and not args.allow_random_weights:
@@ -368,12 +374,6 @@ def run(args: argparse.Namespace) -> int:
     if random_nets:
         print(f"alstm extract: WARNING: {', '.join(random_nets)} run on RANDOM weights (seed {args.seed}); "
               "these are not real features, and the file says so", file=sys.stderr)
-    batch_size = args.batch_size or (32 if device.startswith("cuda") else 4)
-    if batch_size < 1 or args.workers < 1 or args.queue_size < 1:
-        raise ReproduceError("--batch-size, --workers and --queue-size must be at least 1")
-    buffer_mb = args.buffer_mb if args.buffer_mb is not None else (2048 if device.startswith("cuda") else 0)
-    if buffer_mb < 0:
-        raise ReproduceError(f"--buffer-mb {buffer_mb:g}: give 0 or more megabytes")
 
     out = args.out if world == 1 else shard_path(args.out, rank, world)
     mine = videos[rank::world]
