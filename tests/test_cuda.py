@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from test_distributed import FLAGS, TINY, records
-from test_extract import ListWriter
+from test_extract import ListWriter, small_networks  # noqa: F401 (a fixture)
 from torch.nn import functional as F
 from videos import moving_frames, write_video
 
@@ -140,7 +140,7 @@ def video(tmp_path_factory):
     return path
 
 
-def small_networks():
+def tiny_networks():
     c3d = C3D(5, conv_channels=(2,) * 8, fc_dim=16, generator=torch.Generator().manual_seed(0))
     vgg = VGG19(6, conv_channels=(4,) * 5, fc_dim=16, image_size=32,
                 generator=torch.Generator().manual_seed(1))
@@ -148,7 +148,7 @@ def small_networks():
 
 
 def extract(video, device, precision, channels_last=False, auto_dtype=None):
-    c3d, vgg = small_networks()
+    c3d, vgg = tiny_networks()
     extractor = FeatureExtractor(c3d, {"obj": vgg}, device=device, precision=precision,
                                  channels_last=channels_last, auto_dtype=auto_dtype)
     writer = ListWriter()
@@ -172,6 +172,34 @@ def test_extraction_on_cuda_matches_the_cpu(video):
         assert relative_error(torch.from_numpy(gpu[source]), value) < 1e-5, source
         assert relative_error(torch.from_numpy(half[source]), value) < AUTO_TOLERANCE, source
     assert auto.info["c3d_fc6"]["precision"].startswith("float16 autocast (auto: float16 deviates")
+
+
+@pytest.mark.usefixtures("small_networks")
+def test_the_extract_command_on_cuda_with_its_defaults(tmp_path):
+    """`alstm extract` with its CUDA defaults (precision auto, channels_last, 8 decode workers reading
+    ahead, batches of 32) writes the CPU run's videos, splits and features, and records the precision
+    it chose. "auto" judges float16 on the first batch (max deviation ≤ AUTO_TOLERANCE of the layer's
+    scale); other batches of these 2-channel random networks then deviate up to about 1.3% in norm,
+    hence the looser bound here."""
+    from fuel_datasets.layout import open_dataset
+    from reproduce.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(5):
+        write_video(folder / f"v{k}.mkv", moving_frames(48 + 16 * k, 40, 56, seed=k), "ffv1")
+    common = ["extract", str(folder), "--classes", "a,b", "--allow-random-weights", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "cpu.h5"), "--device", "cpu"]) == 0
+    assert main([*common, "--out", str(tmp_path / "gpu.h5"), "--device", "cuda"]) == 0
+    with open_dataset(tmp_path / "cpu.h5") as cpu, open_dataset(tmp_path / "gpu.h5") as gpu:
+        assert gpu.splits == cpu.splits and gpu.sources == cpu.sources
+        for source in (s for s in cpu.sources if s != "targets"):
+            for vid in cpu.splits["test"]:
+                error = relative_error(torch.from_numpy(gpu.read(source, vid)),
+                                       torch.from_numpy(cpu.read(source, vid)))
+                assert error < 3 * AUTO_TOLERANCE, (source, vid, error)
+        assert gpu.source_info("c3d_fc6")["precision"].startswith(("float16 autocast (auto", "float32 (auto"))
+        assert cpu.source_info("c3d_fc6")["precision"].startswith("float32")
 
 
 def test_two_gpu_processes_follow_the_single_gpu_loss_curve(synth, tmp_path):
