@@ -8,12 +8,10 @@ workload (call :func:`matmul_peak_seconds` between repetitions) so that their ra
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import resource
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -156,20 +154,10 @@ def peak_rss() -> dict:
 
 
 def write_json(path: Path, payload: dict) -> None:
-    """Write ``payload`` atomically (temporary file in the same folder, then os.replace), readable by
-    all (mode 0644; mkstemp's own 0600 would hide results from other users)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(handle, 0o644)
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(payload, out, indent=2, sort_keys=False)
-            out.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    """Write ``payload`` as indented JSON, atomically (`reproduce.atomic`)."""
+    from reproduce.atomic import write_json as write
+
+    write(path, payload, indent=2)
 
 
 def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:

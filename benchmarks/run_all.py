@@ -30,6 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
+from reproduce.atomic import write_text  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 CUDA_BENCHMARKS = ("bricks", "extract", "train")  # the scripts that take --device cuda
 
@@ -244,10 +246,7 @@ def main(argv=None) -> int:
         entries.append(entry)
     text = summary_markdown(entries, args.quick, args.device, base_dir)
     summary = results_dir / "summary.md"
-    summary.parent.mkdir(parents=True, exist_ok=True)
-    tmp = summary.with_name(f".summary.md.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, summary)
+    write_text(summary, text)
     print(text)
     print(f"written to {summary}")
     return 1 if failed else 0

@@ -14,7 +14,6 @@ RESULTS/figure2/<video id>.png and RESULTS/figure2.json. figure3.py shares this 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from reproduce.atomic import write_json  # noqa: E402
 from reproduce.errors import ReproduceError  # noqa: E402
 
 FAMILY_MODELS = ("alstm-obj-fc8", "alstm-sce-fc8", "alstm-act-fc8")   # Figures 2 and 3: the fc8 models
@@ -167,14 +167,6 @@ def labels(ds, video_id: str) -> list[str]:
     target = np.asarray(ds.read("targets", video_id))
     indices = [int(target)] if target.ndim == 0 else np.flatnonzero(target > 0.5).tolist()
     return [ds.class_names[i] for i in indices]
-
-
-def write_json(path: str, payload) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def run_script(name: str, doc: str, body, argv: list[str] | None) -> int:

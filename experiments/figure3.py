@@ -22,9 +22,9 @@ from figure2 import (
     salient_truth,
     thumbnails,
     video_highlights,
-    write_json,
 )
 
+from reproduce.atomic import write_json
 from reproduce.errors import ReproduceError
 
 

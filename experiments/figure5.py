@@ -70,9 +70,8 @@ def plot(result: dict, path: str) -> None:
 
 
 def figure5(args) -> dict:
-    from figure2 import write_json
-
     from fuel_datasets import open_dataset
+    from reproduce.atomic import write_json
     from reproduce.evaluate import evaluate_checkpoints
     from reproduce.experiments import BENCHMARK_NOTE, Runner, prepare_data
     from reproduce.tables import RunSettings

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from reproduce.atomic import write_atomically, write_text
 from reproduce.errors import ReproduceError
 
 FORMAT = "alstm-checkpoint"
@@ -43,21 +44,9 @@ _REQUIRED = ("config", "model_args", "model", "class_names", "input_source", "at
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     """Write ``payload`` (plus the format tag) to ``path`` atomically."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp{os.getpid()}")
     data = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_folder(folder)
+    path = write_atomically(path, lambda f: torch.save(data, f), binary=True, fsync=True)
+    _fsync_folder(os.path.dirname(os.path.abspath(path)))
 
 
 def _fsync_folder(folder: str) -> None:
@@ -176,7 +165,4 @@ def _truncate_log(path: str, keep_until: int | None) -> None:
                 continue
             if record.get("iteration", 0) <= keep_until:
                 kept.append(line if line.endswith("\n") else line + "\n")
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(kept)
-    os.replace(tmp, path)
+    write_text(path, "".join(kept))

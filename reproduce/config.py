@@ -33,6 +33,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
+from reproduce.atomic import write_json
 from reproduce.errors import ReproduceError
 
 VARIANTS = ("a", "b")
@@ -151,12 +152,7 @@ class TrainConfig:
 
     def write_json(self, path: str | os.PathLike) -> None:
         """Write the config as indented JSON, atomically."""
-        path = os.fspath(path)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
+        write_json(path, self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def read_json(cls, path: str | os.PathLike) -> TrainConfig:

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from reproduce.atomic import write_json, write_text
 from reproduce.config import TrainConfig
 from reproduce.errors import ReproduceError
 from reproduce.tables import MODELS, TABLES, Row, RunSettings, finetune_source, models_of, train_config
@@ -67,11 +68,7 @@ def synth_configs(settings: RunSettings):
 
 
 def _atomic_json(path: str, payload: Any) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_json(path, payload, indent=2, sort_keys=True)
 
 
 def prepare_data(data: str, settings: RunSettings, results: str) -> DataFiles:
@@ -281,8 +278,4 @@ def write_summary(results: list[dict[str, Any]], lines: list[str], results_dir: 
     parts.append(f"Wall time: {seconds / 60:.1f} min; {platform.platform()}, "
                  f"Python {platform.python_version()}.")
     path = os.path.join(results_dir, "summary.md")
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n\n".join(parts) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, "\n\n".join(parts) + "\n")

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from reproduce.atomic import write_bytes
 from reproduce.moments import extreme_frames, strip_columns
 
 FAMILY_NAMES = {"vgg_obj": "Object", "vgg_sce": "Scene", "vgg_act": "Action", "c3d": "C3D"}
@@ -311,9 +312,9 @@ def write_report(out_dir: str, highlights: Mapping, thumbnails: Mapping[int, np.
         images["figure3"] = render_figure3(figure3_selection(highlights, columns), thumbnails)
     written = []
     for name, png in images.items():
-        written.append(_write_atomic(os.path.join(out_dir, f"{name}.png"), png))
+        written.append(write_bytes(os.path.join(out_dir, f"{name}.png"), png))
     page = render_html(highlights, images).encode("utf-8")
-    written.append(_write_atomic(os.path.join(out_dir, "report.html"), page))
+    written.append(write_bytes(os.path.join(out_dir, "report.html"), page))
     return written
 
 
@@ -356,13 +357,3 @@ def jpeg_thumbnail(frame: np.ndarray, width: int = THUMBNAIL_WIDTH) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomic(path: str, data: bytes) -> str:
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path

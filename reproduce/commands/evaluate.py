@@ -22,12 +22,12 @@ examples:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 
 import numpy as np
 
+from reproduce.atomic import write_atomically, write_json
 from reproduce.errors import ReproduceError
 
 
@@ -67,17 +67,6 @@ def _plain(value):
     return value
 
 
-def _write_atomically(path: str, write) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,17 +91,11 @@ def run(args: argparse.Namespace) -> int:
             return 0                                # rank 0 writes and prints the merged report
     result = _plain(result)
     if args.json:
-        def write_json(tmp):
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(result, f, indent=2)
-                f.write("\n")
-        _write_atomically(args.json, write_json)
+        write_json(args.json, result)
     if args.scores:
-        def write_scores(tmp):
-            with open(tmp, "wb") as f:
-                np.savez(f, video_ids=np.array(scores.video_ids), scores=scores.scores,
-                         positives=scores.positives)
-        _write_atomically(args.scores, write_scores)
+        write_atomically(args.scores, lambda f: np.savez(
+            f, video_ids=np.array(scores.video_ids), scores=scores.scores, positives=scores.positives),
+            binary=True)
 
     def pct(value):
         return "-" if value is None else f"{100 * value:.1f}"

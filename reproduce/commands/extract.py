@@ -35,6 +35,7 @@ import time
 
 import numpy as np
 
+from reproduce.atomic import write_json
 from reproduce.errors import ReproduceError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
@@ -293,13 +294,6 @@ def check_existing(path: str, extractor) -> set[str]:
     return ids
 
 
-def _write_json(path: str, value) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=1)
-    os.replace(tmp, path)
-
-
 def _wait_for_shards(out: str, world: int, expected: dict[int, list[str]]) -> list[dict]:
     """The done-markers of every rank; a marker counts only if it lists exactly that rank's videos (a
     leftover from a run over other videos does not)."""
@@ -400,7 +394,7 @@ def run(args: argparse.Namespace) -> int:
           f"{summary.seconds:.1f} s ({rate:.1f} frames/s)")
     failed = dict(summary.failed)
     if world > 1:
-        _write_json(out + ".done", {"videos": [vid for vid, _ in mine], "failed": failed})
+        write_json(out + ".done", {"videos": [vid for vid, _ in mine], "failed": failed})
         if rank != 0:
             return 0  # rank 0 reports the verdict; a non-zero exit here would make torchrun stop rank 0
         expected = {r: [vid for vid, _ in videos[r::world]] for r in range(world)}

@@ -31,7 +31,6 @@ examples:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -41,6 +40,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from reproduce.atomic import write_json
 from reproduce.commands.extract import VGG_FAMILIES, new_c3d, new_vgg
 from reproduce.errors import ReproduceError
 
@@ -292,14 +292,6 @@ def prepare_output(folder: str) -> None:
         raise ReproduceError(f"cannot write the report to {folder}: {exc.strerror or exc}") from None
 
 
-def write_json(path: str, value) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def write_clip(video_path: str, moments: list[dict], out: str, progress: bool) -> int:
     """Re-decode the video and encode the frames of ``moments`` (in time order) as H.264 into ``out``;
     returns the frames written. Odd sizes lose their last row/column (4:2:0 needs even sizes)."""
@@ -393,7 +385,7 @@ def run(args: argparse.Namespace) -> int:
                                threshold=args.threshold, gap=args.merge_gap)
         highlights["extractors"] = {n: net.weights_description for n, net in extractor.networks().items()}
         highlights["random_weights"] = random_nets
-        write_json(os.path.join(args.out, "highlights.json"), highlights)
+        write_json(os.path.join(args.out, "highlights.json"), highlights, indent=1)
         write_report(args.out, highlights, store.load(report_frames(highlights)))
     finally:
         store.close()
