@@ -56,6 +56,14 @@ def device_name(device: str | torch.device) -> str:
     return f"cpu: {cpu_model_name()}"
 
 
+def cuda_or_message(device: str) -> tuple[torch.device, str | None]:
+    """A benchmark's ``--device`` as a torch.device, and the message to exit with (None: usable)."""
+    chosen = torch.device(device)
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        return chosen, f"--device {device}: this machine (or this torch build) has no CUDA"
+    return chosen, None
+
+
 def results_path(name: str, device: str | torch.device) -> Path:
     """Where a benchmark writes its JSON by default: results/<name>.json for the CPU,
     results/cuda/<name>.json for CUDA (so a GPU run never overwrites the CPU figures)."""

@@ -230,9 +230,9 @@ def main(argv=None) -> int:
                         help="JSON path (default results/bricks.json, or results/cuda/bricks.json)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("--device cuda: this machine (or this torch build) has no CUDA", file=sys.stderr)
+    device, problem = _common.cuda_or_message(args.device)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     precisions = args.precisions.split(",") if device.type == "cuda" else ["float32"]
     unknown = sorted(set(precisions) - set(_common.PRECISIONS))

@@ -106,9 +106,9 @@ def main(argv=None) -> int:
                         help="JSON path (default results/train.json, or results/cuda/train.json)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("--device cuda: this machine (or this torch build) has no CUDA", file=sys.stderr)
+    device, problem = _common.cuda_or_message(args.device)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     if device.type == "cpu" and args.precision != "float32":
         parser.error("--precision: the CPU runs float32 only")

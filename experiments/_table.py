@@ -1,4 +1,4 @@
-"""Shared command line of the table scripts: which data, how much training, where results go."""
+"""Shared command line of the experiment scripts: which data, how much training, where results go."""
 
 from __future__ import annotations
 
@@ -7,6 +7,18 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every experiment script shares (tables and figures): how much training, on which
+    device, where results go."""
+    parser.add_argument("--quick", action="store_true",
+                        help="a small benchmark and few iterations (minutes, for checks)")
+    parser.add_argument("--results", default="results", help="results folder (default: results)")
+    parser.add_argument("--device", default=None,
+                        help="cpu or cuda (default: $ALSTM_DEVICE, else cuda if available)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the training runs (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def main(number: int, argv: list[str] | None = None) -> int:
@@ -23,13 +35,7 @@ def main(number: int, argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="synthetic",
                         help="'synthetic' (the built-in benchmark, generated on first use) or a folder with "
                              "activitynet.h5 / hollywood2.h5 feature files (default: synthetic)")
-    parser.add_argument("--quick", action="store_true",
-                        help="a small benchmark and few iterations (minutes, for checks)")
-    parser.add_argument("--results", default="results", help="results folder (default: results)")
-    parser.add_argument("--device", default=None,
-                        help="cpu or cuda (default: $ALSTM_DEVICE, else cuda if available)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
 
     if args.quick:

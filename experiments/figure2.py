@@ -22,6 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from _table import add_run_arguments  # noqa: E402
+
 from reproduce.atomic import write_json  # noqa: E402
 from reproduce.errors import ReproduceError  # noqa: E402
 
@@ -39,12 +41,7 @@ def parse_args(name: str, doc: str, argv: list[str] | None) -> argparse.Namespac
     parser.add_argument("--video-ids", nargs="+", default=None, metavar="ID",
                         help="test videos to show (default: --count videos of distinct classes)")
     parser.add_argument("--count", type=int, default=3, help="videos shown by default (3)")
-    parser.add_argument("--quick", action="store_true", help="small benchmark and short training")
-    parser.add_argument("--results", default="results", help="results folder (default: results)")
-    parser.add_argument("--device", default=None,
-                        help="cpu or cuda (default: $ALSTM_DEVICE, else cuda if available)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_run_arguments(parser)
     return parser.parse_args(argv)
 
 

@@ -19,6 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from _table import add_run_arguments  # noqa: E402
+
 from reproduce.errors import ReproduceError  # noqa: E402
 
 VANILLA = "lstm-c3d-fc6"
@@ -121,12 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="figure5.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="synthetic",
                         help="'synthetic' (the built-in benchmark) or a folder with activitynet.h5")
-    parser.add_argument("--quick", action="store_true", help="small benchmark and short training")
-    parser.add_argument("--results", default="results", help="results folder (default: results)")
-    parser.add_argument("--device", default=None,
-                        help="cpu or cuda (default: $ALSTM_DEVICE, else cuda if available)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     try:
         figure5(args)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_alstm import capture_dropout
 
 from bricks import AttentionLSTM
 
@@ -147,20 +148,6 @@ def test_all_masked_row_gets_zero_weights_and_no_context():
         plain.lstm.distribute.weight.zero_()
     np.testing.assert_allclose(run(plain, inputs, attended, mask).scores[1].detach().numpy(), scores[1],
                                rtol=1e-9, atol=1e-11)
-
-
-def capture_dropout(model):
-    masks = {}
-
-    def hook(name):
-        def record(module, args, output):
-            masks[name] = (output / args[0]).detach().numpy()
-        return record
-
-    for name, module in model.named_children():
-        if name.endswith("_dropout") and module is not None:
-            module.register_forward_hook(hook(name))
-    return masks
 
 
 @pytest.mark.parametrize("variant,attention", MODELS, ids=MODEL_IDS)

@@ -206,7 +206,8 @@ def test_two_gpu_processes_follow_the_single_gpu_loss_curve(synth, tmp_path):
     """torchrun with 2 processes on 2 GPUs (nccl), global batch 8 = 2 × 4, dropout 0: the losses of one
     process on one GPU."""
     if torch.cuda.device_count() < 2:
-        pytest.skip("the nccl job needs two GPUs (one per process)")
+        pytest.skip(f"nccl runs one process per GPU and refuses two on one device; this machine has "
+                    f"{torch.cuda.device_count()} GPU (test_distributed checks the same job on gloo)")
     from test_distributed import LOSS_TOLERANCE, flags, torchrun
 
     single, ddp = tmp_path / "single", tmp_path / "ddp"

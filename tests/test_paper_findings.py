@@ -127,7 +127,9 @@ def test_golden_numbers(bench):
         GOLDEN.write_text(json.dumps(record, indent=2) + "\n")
     recorded = json.loads(GOLDEN.read_text())
     if recorded["platform"] != platform():
-        pytest.skip(f"golden numbers recorded on {recorded['platform']}, this is {platform()}")
+        pytest.skip(f"golden numbers were recorded on {recorded['platform']} and this is {platform()}: "
+                    "another order of float sums moves seeded runs by more than the tolerance; the "
+                    "findings tests still ran (ALSTM_UPDATE_GOLDEN=1 records this platform's numbers)")
     golden = recorded["models"]
     assert set(golden) == set(measured)
     for key, values in golden.items():
