@@ -93,7 +93,8 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument("--updates", type=int, default=None,
-                        help="timed updates per segment (default 2, quick 10)")
+                        help="timed updates per segment (default 4, quick 10; with fewer, one slow step "
+                             "decides a segment)")
     parser.add_argument("--segments", type=int, default=6, help="alternations of loop and bare step")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's choice; quick: 1, as tiny matrices "
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
     else:
         sizes = dict(B=200, N=12, T=12, Dv=4096, Da=1000, H=512, M=512, C=20)
         dims = dict(c3d_fc6_dim=4096, vgg_obj_fc8_dim=1000, num_videos=250)
-        updates = args.updates or 2
+        updates = args.updates or 4
     synth = SynthConfig(num_classes=sizes["C"], vgg_fc6_dim=32, c3d_fc8_dim=sizes["C"], vgg_sce_fc8_dim=16,
                         vgg_act_fc8_dim=16, seed=args.seed, **dims)
 
