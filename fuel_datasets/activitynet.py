@@ -10,7 +10,8 @@ The file (FORMATS.md) is ``{"version", "taxonomy": [...], "database": {youtube_i
 - **Samples**: one trimmed sample per annotated segment of the ``training`` and ``validation`` subsets,
   named ``v_<youtube_id>_<k>`` with k its position in the video's ``annotations`` list. The ``testing``
   subset has no public labels and is only counted.
-- **Frames**: a segment is clipped to [0, duration] seconds; it starts at frame ``⌊t0 · fps⌋`` and
+- **Frames**: a segment is clipped to [0, duration] seconds, and, where ``frame_counts`` gives the
+  frames the downloaded video really has, to [0, frames / fps]; it starts at frame ``⌊t0 · fps⌋`` and
   lasts ``⌊(t1 − t0) · fps⌋`` frames. The annotation file holds no frame rate: ``fps`` maps YouTube ids
   (with or without the ``v_`` prefix) to the rate measured on the downloaded file, and videos it does
   not list use ``default_fps`` (30 by default; the paper notes most videos are about 29–30 fps).
@@ -134,7 +135,7 @@ def class_list(annotations: Mapping, source: str = "annotations") -> list[str]:
 
 def activitynet_protocol(annotations: Mapping, *, source: str = "annotations",
                          fps: Mapping[str, float] | None = None, default_fps: float = 30.0,
-                         min_frames: int = 192, seed: int = 0,
+                         frame_counts: Mapping[str, int] | None = None, min_frames: int = 192, seed: int = 0,
                          keep_videos_together: bool = False) -> ActivityNetProtocol:
     """Samples, classes and splits of a parsed annotation file (see the module docstring).
     ``source`` names the file in error messages."""
@@ -144,6 +145,7 @@ def activitynet_protocol(annotations: Mapping, *, source: str = "annotations",
     names = class_list(annotations, source)
     index = {name: i for i, name in enumerate(names)}
     fps = {key.removeprefix("v_"): float(value) for key, value in (fps or {}).items()}
+    frame_counts = {key.removeprefix("v_"): int(value) for key, value in (frame_counts or {}).items()}
     videos = {"training": 0, "validation": 0, "testing": 0}
     segments = {"training": 0, "validation": 0}
     dropped = {"training": 0, "validation": 0}
@@ -168,16 +170,19 @@ def activitynet_protocol(annotations: Mapping, *, source: str = "annotations",
             raise DatasetError(f"{where}: 'duration' must be a positive number of seconds, got {duration!r}")
         if not isinstance(video["annotations"], list):
             raise DatasetError(f"{where}: 'annotations' must be a list")
-        rate = fps.get(youtube_id, default_fps)
+        rate = fps.get(youtube_id.removeprefix("v_"), default_fps)
         if not rate > 0:
             raise DatasetError(f"{where}: frame rate must be positive, got {rate}")
+        end_of_video = float(duration)
+        if youtube_id.removeprefix("v_") in frame_counts:
+            end_of_video = min(end_of_video, frame_counts[youtube_id.removeprefix("v_")] / rate)
         for k, annotation in enumerate(video["annotations"]):
             t0, t1, label = _annotation(annotation, f"{where}, annotation {k}")
             if label not in index:
                 raise DatasetError(f"{where}, annotation {k}: label {label!r} is not one of the file's "
                                    f"{len(names)} classes (taxonomy leaves)")
             segments[subset] += 1
-            start, end = max(t0, 0.0), min(t1, float(duration))
+            start, end = max(t0, 0.0), min(t1, end_of_video)
             clipped += (start, end) != (t0, t1)
             num_frames = max(0, math.floor((end - start) * rate + 1e-6))
             if num_frames < min_frames:

@@ -136,7 +136,8 @@ def _video_table(ds, split, input_source, attended_source, spec, flips):
         sources += [s + FLIP_SUFFIX for s in sources]
     for source in sources:
         if source not in ds.feature_sources:
-            hint = " (or set flip_prob=0 / flip=False)" if source.endswith(FLIP_SUFFIX) else ""
+            hint = (" (the features of flipped frames: `alstm train` and `alstm evaluate` go on without them "
+                    "unless --flip is given)" if source.endswith(FLIP_SUFFIX) else "")
             raise DatasetError(str(missing_source(ds.path, source, ds.sources)) + hint)
     tables = {s: ds.row_table(s) for s in sources}
     targets, num_frames = ds.targets_array(), ds.num_frames_array()

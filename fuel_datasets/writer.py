@@ -38,8 +38,10 @@ _MAX_CHUNK_ROWS = 1024
 class FeatureWriter:
     """``with FeatureWriter(path, class_names=[...]) as w: w.add_video(...)``; see fuel_datasets.layout.
 
-    ``class_names`` (and ``multilabel``) are required to create a file and, when given for an existing
-    one, must match it. ``attrs`` are stored as root attributes (updated on an existing file).
+    ``class_names`` (and ``multilabel``) give the file's classes and, when given for an existing one,
+    must match it. A file created without them holds unlabelled videos (no class, every target -1):
+    the features of whole videos, which `alstm dataset build` later cuts and labels. ``attrs`` are
+    stored as root attributes (updated on an existing file).
     ``chunk_bytes`` sizes the HDF5 chunks of the row datasets (it does not change what is read).
     """
 
@@ -64,12 +66,12 @@ class FeatureWriter:
                 self._release()
                 raise
         else:
-            if class_names is None or len(class_names) == 0:
-                raise DatasetError(f"{self.path} does not exist; creating it needs class_names")
+            if multilabel and not class_names:
+                raise DatasetError(f"{self.path}: a multi-label file needs its class names")
             self._live_path, self._renamed = self.path.with_name(self.path.name + ".tmp"), False
             self._lock()
             try:
-                self._create(list(class_names), bool(multilabel), attrs or {})
+                self._create(list(class_names or []), bool(multilabel), attrs or {})
             except BaseException:
                 self._release()
                 self._live_path.unlink(missing_ok=True)

@@ -52,6 +52,10 @@ class TrainConfig:
     included (``peepholes`` adds them alone).
     ``optimizer``: "blocks" is the original momentum rule (v ← μv + ηg; θ ← θ − v), "torch" is
     `torch.optim.SGD`; they differ once the learning rate decays.
+    ``flip``: whether training and validation read the features of flipped frames (``<source>_flip``,
+    SPEC §3): None (the default) uses them when the file has them for every source the run reads and
+    goes on without them otherwise; True requires them; False never reads them. A run records the
+    resolved value. ``flip_prob`` is the probability that a training window is read flipped.
     ``init_from``: a checkpoint whose parameters initialise this model wherever names and shapes
     agree (the Hollywood2 fine-tuning of an ActivityNet model; the classifier is re-initialised when
     the class count differs).
@@ -83,6 +87,7 @@ class TrainConfig:
     valid_crops: int = 2
     patience: int = 10
     seed: int = 0
+    flip: bool | None = None
     flip_prob: float = 0.5
     num_workers: int = 0
     init_from: str | None = None

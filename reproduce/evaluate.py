@@ -139,38 +139,63 @@ def ensemble_scores(members: Sequence[VideoScores]) -> VideoScores:
     return VideoScores(first.video_ids, np.mean([m.scores for m in members], axis=0), first.positives, None)
 
 
+def resolve_flip(ds, sources: list[str], flip: bool | None, what: str) -> tuple[bool, str | None]:
+    """Whether to read the ``<source>_flip`` features of ``sources`` in the file ``ds``, and the one-line
+    notice to show when they are left out for want of them. ``flip`` None: when present for every
+    source; True: required (ReproduceError naming the flag otherwise); False: never."""
+    missing = [f"{s}_flip" for s in sources if f"{s}_flip" not in ds.sources]
+    if flip is False:
+        return False, None
+    if not missing:
+        return True, None
+    if flip:
+        raise ReproduceError(f"--flip: {ds.path} has no {', '.join(missing)} (the features of flipped "
+                             "frames); "
+                             "leave out --flip to go on without them, or extract them (`alstm extract` "
+                             "makes them unless --no-flip)")
+    return False, (f"{ds.path} has no {', '.join(missing)} (features of flipped frames): {what} without "
+                   "them (--no-flip says so explicitly)")
+
+
 def report(scores: VideoScores, class_names: list[str], **extra: Any) -> dict[str, Any]:
     """`classification_report` of the video scores plus ``extra`` keys (JSON-ready)."""
     return {**classification_report(scores.scores, scores.positives, class_names), **extra}
 
 
 def evaluate_checkpoints(data: str, checkpoints: Sequence[str], *, split: str = "test", crops: int = 40,
-                         seed: int = 0, flip: bool = True, device: str | None = None,
-                         window_batch: int = 400, progress: bool = False,
-                         dist=None) -> tuple[dict[str, Any], VideoScores]:
+                         seed: int = 0, flip: bool | None = None, device: str | None = None,
+                         window_batch: int = 400, progress: bool = False, dist=None,
+                         notice: Callable[[str], None] | None = None) -> tuple[dict[str, Any], VideoScores]:
     """Report of one checkpoint, or of the ensemble of several, on ``split`` of the file ``data``.
     With ``dist`` (a `reproduce.distributed.Distributed` of a torchrun job) every rank scores its share
     of the videos on ``dist.device`` and gets the merged result, equal to one process's.
 
     The report has `classification_report`'s keys plus ``split``, ``crops``, ``seed``, ``checkpoints``,
     ``excluded_videos`` (shorter than a window) and, for an ensemble, ``members`` (each one's
-    accuracy, mAP and mAP_interpolated alone)."""
+    accuracy, mAP and mAP_interpolated alone). ``flip`` (`resolve_flip`): None adds the flipped windows
+    when the file has them for every source a model reads, True requires them, False leaves them out;
+    the report's ``flip`` is what was done, and ``notice`` hears when they were left out for want of them."""
     from fuel_datasets.streams import TestWindows, WindowSpec
     from reproduce.checkpoint import load_model
     from reproduce.distributed import score_sharded, single_process
 
     dist = dist or single_process(device)
     device = dist.device
-    members, class_names, excluded = [], None, 0
+    loaded, class_names = [], None
     for path in checkpoints:
         model, meta = load_model(path, device=device)
         if class_names is not None and meta["class_names"] != class_names:
             raise ReproduceError(f"{path} was trained on other classes than {checkpoints[0]}: no ensemble")
         class_names = meta["class_names"]
-        spec = WindowSpec(**meta["spec"])
+        loaded.append((path, model, meta))
+    sources = sorted({s for _, _, meta in loaded
+                      for s in (meta["input_source"], meta["attended_source"]) if s})
+    flip = _flip_for(data, sources, flip, notice if dist.is_main else None)   # one choice for every member
+    members, excluded = [], 0
+    for path, model, meta in loaded:
         windows = TestWindows(data, split=split, input_source=meta["input_source"],
-                              attended_source=meta["attended_source"], spec=spec, crops=crops, seed=seed,
-                              flip=flip)
+                              attended_source=meta["attended_source"], spec=WindowSpec(**meta["spec"]),
+                              crops=crops, seed=seed, flip=flip)
         _check_classes(windows.class_names, class_names, data, path)
         excluded = len(windows.excluded)
         try:
@@ -191,10 +216,11 @@ def evaluate_checkpoints(data: str, checkpoints: Sequence[str], *, split: str = 
 
 
 def evaluate_baseline(data: str, source: str = "c3d_fc8", *, split: str = "test", crops: int = 40,
-                      seed: int = 0, flip: bool = True, frames: int = 192, steps: int = 12,
-                      progress: bool = False, dist=None) -> tuple[dict[str, Any], VideoScores]:
+                      seed: int = 0, flip: bool | None = None, frames: int = 192, steps: int = 12,
+                      progress: bool = False, dist=None,
+                      notice: Callable[[str], None] | None = None) -> tuple[dict[str, Any], VideoScores]:
     """Report of the C3D (fc8) baseline read from ``source`` (see the module docstring); sharded over
-    the ranks of ``dist`` like `evaluate_checkpoints`."""
+    the ranks of ``dist`` like `evaluate_checkpoints`; ``flip`` and ``notice`` as there."""
     from reproduce.distributed import score_sharded, single_process
 
     dist = dist or single_process("cpu")
@@ -207,6 +233,7 @@ def evaluate_baseline(data: str, source: str = "c3d_fc8", *, split: str = "test"
                                  f"{', '.join(s for s in ds.sources if s != 'targets')}")
         info = ds.source_info(source)
         class_names = list(ds.class_names)
+    flip = _flip_for(data, [source], flip, notice if dist.is_main else None)
     already = str(info.get("layer", "")).lower() == "prob" or bool(info.get("probabilities", False))
     windows = TestWindows(data, split=split, input_source=source, attended_source=None,
                           spec=WindowSpec(frames=frames, steps=steps, attended_per_step=1), crops=crops,
@@ -220,6 +247,16 @@ def evaluate_baseline(data: str, source: str = "c3d_fc8", *, split: str = "test"
     extra = {"split": split, "crops": crops, "flip": flip, "seed": seed, "baseline": source,
              "softmax_applied": not already, "excluded_videos": len(windows.excluded)}
     return report(scores, class_names, **extra), scores
+
+
+def _flip_for(data: str, sources: list[str], flip: bool | None, notice) -> bool:
+    from fuel_datasets import open_dataset
+
+    with open_dataset(data) as ds:
+        flip, text = resolve_flip(ds, sources, flip, "evaluating")
+    if text and notice is not None:
+        notice(text)
+    return flip
 
 
 def _check_classes(file_classes: Sequence[str], model_classes: Sequence[str], data: str, path: str) -> None:

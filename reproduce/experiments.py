@@ -27,7 +27,7 @@ from typing import Any
 from reproduce.atomic import write_json, write_text
 from reproduce.config import TrainConfig
 from reproduce.errors import ReproduceError
-from reproduce.tables import MODELS, TABLES, Row, RunSettings, finetune_source, models_of, train_config
+from reproduce.tables import MODELS, TABLES, Row, RunSettings, finetune_source, train_config
 
 BENCHMARK_NOTE = ("Built-in benchmark: a generated dataset that tests the implementation, not evidence for "
                   "the paper's claims; compare the orderings of rows, not the values.")
@@ -117,6 +117,17 @@ class Runner:
         return train_config(MODELS[key], dataset, self.files.path(dataset), self.settings, init_from,
                             seed=self.seed)
 
+    def missing_sources(self, dataset: str, row: Row) -> list[str]:
+        """The sources a row reads that the dataset's file does not hold (none for quoted rows)."""
+        from fuel_datasets import open_dataset
+
+        if row.kind == "quoted":
+            return []
+        wanted = [row.baseline] if row.baseline else [
+            s for key in row.models for s in (MODELS[key].input_source, MODELS[key].attended_source) if s]
+        with open_dataset(self.files.path(dataset)) as ds:
+            return sorted({s for s in wanted if s not in ds.sources})
+
     def _transferable(self, key: str) -> bool:
         """Whether the Hollywood2 model ``key`` can start from its ActivityNet model: both files must give
         its sources the same dimensions. (On the built-in benchmark ``c3d_fc8`` holds each file's own class
@@ -140,8 +151,8 @@ class Runner:
         saved_path = os.path.join(folder, "config.json")
         if os.path.exists(saved_path):
             saved = TrainConfig.read_json(saved_path)
-            # the file records the resolved multilabel flag; compare what the row decides
-            if saved.replace(multilabel=config.multilabel) != config:
+            # the file records the resolved multilabel and flip settings; compare what the row decides
+            if saved.replace(multilabel=config.multilabel, flip=config.flip) != config:
                 raise ReproduceError(f"{folder} holds a run with another configuration; delete it (or use "
                                      "another --results folder) to train this row again")
         if not os.path.exists(done):
@@ -188,14 +199,22 @@ def run_table(number: int, runner: Runner) -> dict[str, Any]:
     """Every row of Table ``number``: the paper's values beside the measured ones (in %)."""
     table = TABLES[number]
     dataset, metrics = table["dataset"], table["metrics"]
-    for key in models_of(number):
+    missing = {row.name: runner.missing_sources(dataset, row) for row in table["rows"]}
+    for name, sources in missing.items():
+        if sources:
+            print(f"table{number}: {name}: not run, {runner.files.path(dataset)} has no "
+                  f"{', '.join(sources)}", file=sys.stderr)
+    runnable = [row for row in table["rows"] if not missing[row.name]]
+    for key in dict.fromkeys(key for row in runnable for key in row.models):
         runner.checkpoint(dataset, key)
     rows = []
     for row in table["rows"]:
-        report = runner.evaluate_row(dataset, row)
+        report = None if missing[row.name] else runner.evaluate_row(dataset, row)
         measured = {m: (None if report is None else round(100.0 * report[m], 2)) for m in metrics}
         entry = {"name": row.name, "kind": row.kind, "models": list(row.models), "paper": row.paper,
                  "measured": measured}
+        if missing[row.name]:
+            entry["missing_sources"] = missing[row.name]
         if report is not None and "members" in report:
             entry["members"] = [{m: round(100.0 * member[m], 2) for m in metrics}
                                 for member in report["members"]]
@@ -223,6 +242,10 @@ def markdown(result: dict[str, Any]) -> str:
     for row in result["rows"]:
         cells = " | ".join(f"{fmt(row['paper'].get(m))} | {fmt(row['measured'][m])}" for m in metrics)
         lines.append(f"| {row['name']} | {cells} |")
+    not_run = [row for row in result["rows"] if row.get("missing_sources")]
+    if not_run:
+        lines += [""] + [f"- {row['name']}: not run, the data has no {', '.join(row['missing_sources'])}"
+                         for row in not_run]
     if result["builtin_benchmark"]:
         lines += ["", f"_{BENCHMARK_NOTE}_"]
     return "\n".join(lines)

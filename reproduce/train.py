@@ -40,6 +40,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -155,8 +156,9 @@ def _initialise_from(model: torch.nn.Module, path: str) -> list[str]:
 def _check_resume(saved: TrainConfig, given: TrainConfig, path: str) -> None:
     """ReproduceError if ``given`` changes a field outside RESUMABLE_CHANGES (multilabel None = as saved)."""
     given_values = given.to_dict()
-    if given.multilabel is None:
-        given_values["multilabel"] = saved.multilabel
+    for name in ("multilabel", "flip"):            # None: as the run resolved it
+        if given_values[name] is None:
+            given_values[name] = saved.to_dict()[name]
     differ = [f for f, v in saved.to_dict().items() if f not in RESUMABLE_CHANGES and given_values[f] != v]
     if differ:
         raise ReproduceError(
@@ -167,10 +169,11 @@ def _check_resume(saved: TrainConfig, given: TrainConfig, path: str) -> None:
 
 def train(config: TrainConfig, out_dir: str, *, resume: bool = False, device: str | None = None,
           checkpoint_every: int = 125, log_every: int = 10, progress: bool = True,
-          dist: Distributed | None = None) -> TrainResult:
+          dist: Distributed | None = None, notice: Callable[[str], None] | None = None) -> TrainResult:
     """Run (or continue, with ``resume``) the training of ``config`` in ``out_dir``. With ``dist`` (a
     process of a torchrun job, see `reproduce.distributed`) the run is data-parallel; its device is
-    ``dist.device`` and ``device`` is ignored."""
+    ``dist.device`` and ``device`` is ignored. ``notice`` receives one-line remarks for the user (the
+    main process's): e.g. that the file has no flipped features and the run goes on without them."""
     config.validate()
     dist = dist or single_process(device)
     device = dist.device
@@ -193,7 +196,9 @@ def train(config: TrainConfig, out_dir: str, *, resume: bool = False, device: st
             **{f: getattr(config, f) for f in RESUMABLE_CHANGES})
 
     data = open_train_data(config, dist.rank, dist.world_size)   # every data check, before any update
-    config = data.config                            # multilabel resolved from the file
+    config = data.config                            # multilabel and flip resolved from the file
+    if data.notice and notice is not None and dist.is_main:
+        notice(data.notice)
     if dist.is_main:
         config.write_json(os.path.join(out_dir, "config.json"))
     model = build_model(data.model_args, torch.Generator().manual_seed(config.seed)).to(device)

@@ -17,6 +17,7 @@ import torch
 from reproduce.config import TrainConfig
 from reproduce.distributed import per_rank_batch_size
 from reproduce.errors import ReproduceError
+from reproduce.evaluate import resolve_flip
 
 
 class TrainData(NamedTuple):
@@ -28,12 +29,14 @@ class TrainData(NamedTuple):
     class_names: list[str]
     model_args: dict[str, Any]    # keyword arguments of bricks.AttentionLSTM
     spec_dict: dict[str, int]
+    notice: str | None = None     # one line for the user: flipped features left out for want of them
 
 
 def open_train_data(config: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainData:
     """Open the streams of ``config`` after checking the file; every problem is a ReproduceError or
     DatasetError raised here, before the first update: a missing source, an empty split, labels
-    outside the class list, a multilabel setting the file contradicts. ``rank`` of ``world_size`` reads
+    outside the class list, a multilabel setting the file contradicts. ``config.flip`` is resolved
+    (`resolve_flip`) and ``multilabel`` taken from the file where unset. ``rank`` of ``world_size`` reads
     its B / W windows of every global batch of B (see `reproduce.distributed`)."""
     from fuel_datasets import open_dataset
     from fuel_datasets.streams import TestWindows, TrainWindows, WindowSpec
@@ -42,13 +45,11 @@ def open_train_data(config: TrainConfig, rank: int = 0, world_size: int = 1) -> 
     with open_dataset(config.data) as ds:
         features = [s for s in ds.sources if s != "targets"]
         read = [config.input_source] + ([config.attended_source] if config.attention else [])
-        flips = [f"{s}_flip" for s in read]
-        for source in read + (flips if config.flip_prob > 0 else []):
+        for source in read:
             if source not in ds.sources:
-                hint = (" (the features of flipped frames, read with probability --flip-prob; "
-                        "--flip-prob 0 trains without them)" if source.endswith("_flip") else "")
-                raise ReproduceError(
-                    f"{config.data} has no source {source!r}{hint}; it has {', '.join(features)}")
+                raise ReproduceError(f"{config.data} has no source {source!r}; it has {', '.join(features)} "
+                                     "(choose them with --input and --attend)")
+        flip, notice = resolve_flip(ds, read, config.flip, "training")
         multilabel = ds.multilabel if config.multilabel is None else config.multilabel
         if multilabel != ds.multilabel:
             raise ReproduceError(
@@ -62,15 +63,15 @@ def open_train_data(config: TrainConfig, rank: int = 0, world_size: int = 1) -> 
                 raise ReproduceError(f"the {split!r} split of {config.data} is empty{hint}")
             check_labels(ds, split, videos, config.data)
         class_names = list(ds.class_names)
-        validate_flipped = all(s in ds.sources for s in flips)
         input_dim = ds.dim(config.input_source)
         attended_dim = ds.dim(config.attended_source) if config.attention else 1  # unused by the vanilla LSTM
 
-    config = config.replace(multilabel=multilabel)
+    config = config.replace(multilabel=multilabel, flip=flip)
     spec = WindowSpec(frames=config.frames, steps=config.steps, attended_per_step=config.attended_per_step)
     train = TrainWindows(config.data, split="train", input_source=config.input_source,
                          attended_source=config.attended_source, batch_size=batch_size, spec=spec,
-                         flip_prob=config.flip_prob, seed=config.seed, rank=rank, world_size=world_size)
+                         flip_prob=config.flip_prob if flip else 0.0, seed=config.seed, rank=rank,
+                         world_size=world_size)
     if train.num_videos == 0:
         raise ReproduceError(f"every video of the 'train' split of {config.data} is shorter than a window of "
                              f"{config.frames} frames; use shorter windows (--frames)")
@@ -78,7 +79,7 @@ def open_train_data(config: TrainConfig, rank: int = 0, world_size: int = 1) -> 
     if config.validate_every:
         valid = TestWindows(config.data, split="valid", input_source=config.input_source,
                             attended_source=config.attended_source, spec=spec, crops=config.valid_crops,
-                            seed=config.seed, flip=validate_flipped)
+                            seed=config.seed, flip=flip)
     model_args = dict(input_dim=input_dim, attended_dim=attended_dim, num_classes=len(class_names),
                       hidden_dim=config.hidden_dim, match_dim=config.match_dim, variant=config.variant,
                       attention=config.attention, dropout=config.dropout,
@@ -86,7 +87,7 @@ def open_train_data(config: TrainConfig, rank: int = 0, world_size: int = 1) -> 
                       blocks_compat=config.blocks_compat)
     spec_dict = {"frames": config.frames, "steps": config.steps,
                  "attended_per_step": config.attended_per_step}
-    return TrainData(config, train, valid, class_names, model_args, spec_dict)
+    return TrainData(config, train, valid, class_names, model_args, spec_dict, notice)
 
 
 def check_labels(ds, split: str, videos: list[str], path: str) -> None:

@@ -169,8 +169,8 @@ def test_existing_file_checks_classes_and_reserved_attributes(tmp_path):
         FeatureWriter(path, class_names=["x"])
     with pytest.raises(DatasetError, match="reserved"):
         FeatureWriter(path, attrs={"split": "no"})
-    with pytest.raises(DatasetError, match="needs class_names"):
-        FeatureWriter(tmp_path / "new.h5")
+    with pytest.raises(DatasetError, match="multi-label file needs its class names"):
+        FeatureWriter(tmp_path / "new.h5", multilabel=True)
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as f:                  # an HDF5 file of the oldest format, not ours
         f["x"] = np.zeros(3)
@@ -278,3 +278,22 @@ def test_killed_writer_leaves_its_committed_videos_readable_and_appendable(tmp_p
         assert sorted(sum(ds.splits.values(), [])) == ds.video_ids     # no stale split entry
         rows = ds.row_table("c3d")
         assert (rows[1:, 0] == rows[:-1, 0] + rows[:-1, 1]).all()       # rows packed, tail trimmed
+
+
+def test_a_file_without_classes_holds_unlabelled_videos(tmp_path):
+    """Features of whole videos need no labels: no class list, every target -1, read back as None."""
+    path = tmp_path / "videos.h5"
+    rows = np.arange(6, dtype=np.float32).reshape(3, 2)
+    with FeatureWriter(path) as writer:
+        writer.add_video("a", {"c3d": rows}, {"c3d": 16 * np.arange(3)}, 50, 29.97, split=None)
+    with FeatureWriter(path) as writer:                # appending keeps the file's (empty) classes
+        writer.add_video("b", {"c3d": rows + 1}, {"c3d": 16 * np.arange(3)}, 48, 25.0, split=None)
+    with open_dataset(path) as ds:
+        assert ds.class_names == [] and ds.num_classes == 0 and not ds.multilabel
+        assert ds.video_ids == ["a", "b"]
+        assert ds.read("targets", "a") is None and ds.read("targets", "b") is None
+        np.testing.assert_array_equal(ds.read("c3d", "b"), rows + 1)
+        assert ds.fps("a") == 29.97 and ds.num_frames("b") == 48
+        assert ds.splits == {"train": [], "valid": [], "test": []}
+    with pytest.raises(DatasetError, match="has 0 classes"):
+        FeatureWriter(path, class_names=["x"])

@@ -214,7 +214,7 @@ def test_bad_requests_name_what_is_available(data_file, tmp_path):
     with FeatureWriter(noflip, class_names=CLASSES) as writer:
         writer.add_video("x", {"c3d": np.zeros((20, 2))}, {"c3d": 16 * np.arange(20)}, 320, 30.0,
                          targets=None)
-    with pytest.raises(DatasetError, match="no source 'c3d_flip'.*flip_prob=0"):
+    with pytest.raises(DatasetError, match="no source 'c3d_flip'.*--flip"):
         TrainWindows(noflip, input_source="c3d", spec=SPEC_N)
     with pytest.raises(DatasetError, match="video 'x' in split 'train' .* has no label"):
         TrainWindows(noflip, input_source="c3d", spec=SPEC_N, flip_prob=0.0)

@@ -12,6 +12,20 @@
       (--split validation=valid); targets come from the `targets` source; class names are class_0...
       unless --class-names gives a file with one name per line. Re-running continues an interrupted
       conversion.
+  alstm dataset build activitynet --annotations activity_net.v1-3.min.json --features F [--features F ...]
+                              --out DIR/activitynet.h5 [--seed S] [--min-frames 192] [--stride [NAME=]FRAMES]
+  alstm dataset build hollywood2 --clipsets ClipSets/ --features F [--features F ...] --out DIR/hollywood2.h5
+      turns the features of whole videos into the protocol's file (SPEC §5): ActivityNet gets one
+      sample per annotated segment, its rows cut from the video's rows at the video's own frame rate,
+      the train/valid/test splits and the annotation file's classes; Hollywood2 gets one multi-hot
+      sample per clip, 823 train / 884 test, autotrain left out. --features takes, as often as needed:
+      our feature files (alstm extract; families or shards in separate files), the ActivityNet C3D
+      release sub_activitynet_v1-3.c3d.hdf5 (one source, c3d_fc7pca unless NAME=: a row every 8
+      frames, so attended data with T = 2N and, every other row, input data), or a folder of
+      <video id>.npy/.npz arrays (rows, D) from another extractor, whose rows cover --stride frames
+      each (one source named after the folder unless NAME=). Ids match with or without "v_". OUT is
+      written whole (built as OUT.part, which a rerun continues); annotated videos without features
+      are listed in OUT.missing.txt.
   alstm dataset repair FILE
       reopens a file whose writer was killed: clears HDF5's "open for write" flags and drops the
       incomplete last video, so that readers open it normally (a writer does this by itself).
@@ -56,6 +70,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="map a legacy split onto train, valid or test (repeatable)")
     convert.add_argument("--fps", type=float, default=math.nan, help="frame rate to record (default unknown)")
     convert.add_argument("--class-names", metavar="FILE", help="text file with one class name per line")
+    build = sub.add_parser("build", help="per-video features + a dataset's annotations → the protocol's file",
+                           description="Per-video features + a dataset's annotations → the feature file "
+                           "that `alstm train` and experiments/tableK.py --data DIR read.")
+    kinds = build.add_subparsers(dest="build_dataset", metavar="DATASET")
+    kinds.required = True
+    for name, help_text in (("activitynet", "one sample per annotated segment (SPEC §5)"),
+                            ("hollywood2", "one multi-hot sample per clip, 823 train / 884 test")):
+        kind = kinds.add_parser(name, help=help_text, description=help_text)
+        if name == "activitynet":
+            kind.add_argument("--annotations", required=True, metavar="JSON",
+                              help="activity_net.v1-3.min.json (or another release's file of that shape)")
+            kind.add_argument("--min-frames", type=int, default=192,
+                              help="drop samples shorter than this (default 192, the window F)")
+            kind.add_argument("--keep-videos-together", action="store_true",
+                              help="draw whole videos for the valid split (default: samples, as the paper)")
+        else:
+            kind.add_argument("--clipsets", required=True, metavar="DIR", help="Hollywood2's ClipSets folder")
+            kind.add_argument("--valid-fraction", type=float, default=0.0,
+                              help="share of the training clips moved to valid (default 0, as the paper)")
+        kind.add_argument("--features", action="append", required=True, metavar="[NAME=]PATH",
+                          help="a feature file of ours, the ActivityNet C3D release, or a folder of "
+                          "<video id>.npy/.npz arrays (repeatable)")
+        kind.add_argument("--out", required=True, metavar="OUT.h5", help=f"the file to write (DIR/{name}.h5)")
+        kind.add_argument("--stride", action="append", metavar="[NAME=]FRAMES",
+                          help="frames one row of a folder of arrays covers (all folders, or NAME=FRAMES)")
+        kind.add_argument("--seed", type=int, default=0, help="seed of the valid split (default 0)")
+        kind.add_argument("--quiet", action="store_true", help="no progress bar")
     repair = sub.add_parser("repair", help="clean up after a killed writer")
     repair.add_argument("file", help="HDF5 feature file in our layout")
 
@@ -105,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
             recovered, count = writer.recovered, writer.num_videos
         print(f"{args.file}: {'repaired' if recovered else 'nothing to repair'}; {count} complete videos")
         return 0
+    if args.dataset_command == "build":
+        return _build(args)
     from tqdm import tqdm
 
     from fuel_datasets.legacy import convert_legacy
@@ -122,4 +165,32 @@ def run(args: argparse.Namespace) -> int:
         split_names=_pairs(args.split, "--split") or None,
         progress=lambda videos: tqdm(videos, desc="convert", unit="video", file=sys.stderr))
     print(f"{args.out}: {counts['written']} videos written, {counts['skipped']} already there")
+    return 0
+
+
+def _strides(values: list[str] | None) -> dict[str, int] | int | None:
+    """--stride FRAMES (every folder) or --stride NAME=FRAMES (repeatable)."""
+    from fuel_datasets.errors import DatasetError
+
+    if not values:
+        return None
+    if len(values) == 1 and "=" not in values[0]:
+        try:
+            return int(values[0])
+        except ValueError:
+            raise DatasetError(f"--stride {values[0]}: give a number of frames, or NAME=FRAMES") from None
+    return _pairs(values, "--stride", int)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from fuel_datasets.build import build_activitynet, build_hollywood2
+
+    common = dict(strides=_strides(args.stride), seed=args.seed, progress=not args.quiet)
+    if args.build_dataset == "activitynet":
+        summary = build_activitynet(args.annotations, args.features, args.out, min_frames=args.min_frames,
+                                    keep_videos_together=args.keep_videos_together, **common)
+    else:
+        summary = build_hollywood2(args.clipsets, args.features, args.out, valid_fraction=args.valid_fraction,
+                                   **common)
+    print(summary.describe())
     return 0

@@ -1,6 +1,7 @@
 """Evaluate trained models on a split: accuracy, mAP and per-class AP (SPEC §4).
 
-Each video is scored by 40 random windows and the same 40 on flipped frames (--crops), averaged.
+Each video is scored by 40 random windows and the same 40 on flipped frames (--crops), averaged; a file
+without the features of flipped frames (<source>_flip) is evaluated on the 40 alone, with a note.
 Several --checkpoint flags evaluate their ensemble (the average of the models' scores, SPEC §2);
 --baseline SOURCE evaluates the CNN baseline "C3D (fc8)" instead (the network's own softmax from that
 source, averaged over each window's chunks). A run folder given as --checkpoint means its best.pt.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -41,8 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crops", type=int, default=40,
                         help="random windows per video, plus as many flipped (default 40)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the window positions")
-    parser.add_argument("--no-flip", dest="flip", action="store_false",
-                        help="no flipped windows (for files without <source>_flip features)")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="add the windows on flipped frames (<source>_flip); default: when the file has "
+                        "them for every source read (otherwise evaluation goes on without them and says so)")
     parser.add_argument("--frames", type=int, default=192, help="window length F of the baseline")
     parser.add_argument("--steps", type=int, default=12, help="chunks N per window of the baseline")
     parser.add_argument("--json", metavar="OUT", default=None, help="write the full report as JSON")
@@ -78,15 +81,17 @@ def run(args: argparse.Namespace) -> int:
     if args.crops < 1:
         raise ReproduceError("--crops must be at least 1")
     device = "cpu" if args.baseline else args.device
+    notice = lambda text: print(f"alstm evaluate: note: {text}", file=sys.stderr)  # noqa: E731
     with setup(getattr(args, "torchrun", None), device) as dist:   # one process, or a torchrun job
         if args.baseline:
             result, scores = evaluate_baseline(args.data, args.baseline, split=args.split, crops=args.crops,
                                                seed=args.seed, flip=args.flip, frames=args.frames,
-                                               steps=args.steps, progress=not args.quiet, dist=dist)
+                                               steps=args.steps, progress=not args.quiet, dist=dist,
+                                               notice=notice)
         else:
             result, scores = evaluate_checkpoints(
                 args.data, [_checkpoint_path(p) for p in args.checkpoint], split=args.split, crops=args.crops,
-                seed=args.seed, flip=args.flip, progress=not args.quiet, dist=dist)
+                seed=args.seed, flip=args.flip, progress=not args.quiet, dist=dist, notice=notice)
         if not dist.is_main:
             return 0                                # rank 0 writes and prints the merged report
     result = _plain(result)
@@ -101,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         return "-" if value is None else f"{100 * value:.1f}"
 
     what = f"baseline {args.baseline}" if args.baseline else ", ".join(result["checkpoints"])
-    windows = f"{args.crops}+{args.crops}" if args.flip else f"{args.crops}"
+    windows = f"{args.crops}+{args.crops} flipped" if result["flip"] else f"{args.crops}"
     print(f"{what} on {args.split} ({result['num_videos']} videos, {windows} windows each, "
           f"{result['excluded_videos']} too short)")
     print(f"accuracy {pct(result['accuracy'])}%  hit@3 {pct(result['hit_at_3'])}%  "

@@ -278,7 +278,7 @@ def check_existing(path: str, extractor) -> set[str]:
     if not os.path.exists(path):
         return set()
     with open_dataset(path) as ds:
-        ids = {vid for members in ds.splits.values() for vid in members}
+        ids = set(ds.video_ids)
         have = set(ds.sources) - {"targets"}
         want = extractor.source_info()
         if ids and have != set(want):
@@ -338,15 +338,10 @@ def run(args: argparse.Namespace) -> int:
         class_names, targets = read_labels(args.labels, all_ids, classes, args.multilabel)
     else:
         class_names, targets = (read_classes(args.classes) if args.classes else None), None
-    multilabel = args.multilabel
-    if class_names is None:  # appending without labels: the file's classes
-        if not os.path.exists(args.out):
-            raise ReproduceError(f"{args.out} is new and needs class names: give --labels CSV, or --classes "
-                                 "NAMES (the classes of the model that will read these features)")
-        from fuel_datasets.layout import open_dataset
-
-        with open_dataset(args.out) as ds:
-            class_names, multilabel = list(ds.class_names), ds.multilabel
+    # Without --labels or --classes the videos are stored unlabelled (a new file gets no class list;
+    # an existing one keeps its own): features do not depend on labels, and `alstm dataset build`
+    # labels them later from a dataset's annotations.
+    multilabel = args.multilabel if class_names is not None else None
     from reproduce.distributed import default_device
     device = args.device or default_device()
     if device.startswith("cuda") and not torch.cuda.is_available():

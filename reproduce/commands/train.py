@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 
 from reproduce.config import LOSSES, OPTIMIZERS, VARIANTS, TrainConfig, activitynet, hollywood2_finetune
 from reproduce.errors import ReproduceError
@@ -40,6 +41,9 @@ _HELP = {
     "input_source": "source of the input-data v_t, e.g. c3d_fc6",
     "attended_source": "source of the attended frames a_i, e.g. vgg_obj_fc8 (omit: vanilla LSTM)",
     "multilabel": "multi-label loss; default: as the file declares",
+    "flip": "read the features of flipped frames (<source>_flip); default: when the file has them for "
+            "every source the run reads (otherwise the run goes on without them and says so)",
+    "flip_prob": "probability that a training window is read flipped (default 0.5)",
     "blocks_compat": "all semantics of the original Blocks model (SPEC §9); implies --peepholes",
     "init_from": "checkpoint whose parameters initialise the model where names and shapes agree",
     "validate_every": "updates between validations (0: no validation, best.pt = final model)",
@@ -70,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default = field.default
         if field.name in ("attended_source", "init_from"):
             kwargs.update(type=_optional_str, metavar="SOURCE" if field.name == "attended_source" else "PATH")
-        elif field.name == "multilabel" or isinstance(default, bool):
+        elif field.name in ("multilabel", "flip") or isinstance(default, bool):
             kwargs.update(action=argparse.BooleanOptionalAction)
         elif isinstance(default, (int, float)):
             kwargs.update(type=type(default), metavar="N" if isinstance(default, int) else "X")
@@ -106,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         raise ReproduceError("--checkpoint-every and --log-every must be at least 1")
     with setup(getattr(args, "torchrun", None), args.device) as dist:   # one process, or a torchrun job
         result = train(config, args.out, resume=args.resume, checkpoint_every=args.checkpoint_every,
-                       log_every=args.log_every, progress=not args.quiet, dist=dist)
+                       log_every=args.log_every, progress=not args.quiet, dist=dist,
+                       notice=lambda text: print(f"alstm train: note: {text}", file=sys.stderr))
         if not dist.is_main:
             return 0
     how = "stopped early" if result.stopped_early else "finished"
