@@ -148,7 +148,8 @@ def _video_table(ds, split, input_source, attended_source, spec, flips):
     for n, v in enumerate(candidates.tolist()):
         if (targets[v] < 0).any():
             raise DatasetError(f"video '{ds.video_ids[v]}' in split '{split}' of {ds.path} has no label; "
-                               "label it or move it out of the split")
+                               "label it (`alstm extract --labels`, `alstm dataset build`) or move it out of "
+                               "the split")
         in_row = tables[input_source][v]
         att_grid = None
         if attended_source:

@@ -143,7 +143,7 @@ def resolve_flip(ds, sources: list[str], flip: bool | None, what: str) -> tuple[
     """Whether to read the ``<source>_flip`` features of ``sources`` in the file ``ds``, and the one-line
     notice to show when they are left out for want of them. ``flip`` None: when present for every
     source; True: required (ReproduceError naming the flag otherwise); False: never."""
-    missing = [f"{s}_flip" for s in sources if f"{s}_flip" not in ds.sources]
+    missing = [f"{s}_flip" for s in dict.fromkeys(sources) if f"{s}_flip" not in ds.sources]
     if flip is False:
         return False, None
     if not missing:
@@ -249,10 +249,21 @@ def evaluate_baseline(data: str, source: str = "c3d_fc8", *, split: str = "test"
     return report(scores, class_names, **extra), scores
 
 
+def require_labels(ds) -> None:
+    """ReproduceError, naming the commands that add them, for a file without labels (no class list)."""
+    if ds.num_classes == 0:
+        raise ReproduceError(
+            f"{ds.path} has no labels (its videos were extracted without --labels): label them when "
+            f"extracting (`alstm extract ... --labels CSV`) or build a labelled dataset from annotations "
+            f"(`alstm dataset build activitynet|hollywood2 ... --features {ds.path}`)")
+
+
 def _flip_for(data: str, sources: list[str], flip: bool | None, notice) -> bool:
+    """The file's checks for evaluation: labels, and whether to add the flipped windows."""
     from fuel_datasets import open_dataset
 
     with open_dataset(data) as ds:
+        require_labels(ds)
         flip, text = resolve_flip(ds, sources, flip, "evaluating")
     if text and notice is not None:
         notice(text)

@@ -117,16 +117,24 @@ class Runner:
         return train_config(MODELS[key], dataset, self.files.path(dataset), self.settings, init_from,
                             seed=self.seed)
 
-    def missing_sources(self, dataset: str, row: Row) -> list[str]:
-        """The sources a row reads that the dataset's file does not hold (none for quoted rows)."""
+    def unavailable(self, dataset: str, row: Row) -> str | None:
+        """Why the dataset's file cannot give the row (a source it lacks; a baseline source whose width
+        is not the class count), or None when it can. Quoted rows are always available."""
         from fuel_datasets import open_dataset
 
         if row.kind == "quoted":
-            return []
+            return None
         wanted = [row.baseline] if row.baseline else [
             s for key in row.models for s in (MODELS[key].input_source, MODELS[key].attended_source) if s]
-        with open_dataset(self.files.path(dataset)) as ds:
-            return sorted({s for s in wanted if s not in ds.sources})
+        path = self.files.path(dataset)
+        with open_dataset(path) as ds:
+            missing = sorted({s for s in wanted if s not in ds.sources})
+            if missing:
+                return f"{path} has no {', '.join(missing)}"
+            if row.baseline and ds.dim(row.baseline) != ds.num_classes:
+                return (f"{row.baseline} of {path} has {ds.dim(row.baseline)} scores, not one per class "
+                        f"({ds.num_classes}): the baseline needs a C3D fine-tuned on these classes")
+        return None
 
     def _transferable(self, key: str) -> bool:
         """Whether the Hollywood2 model ``key`` can start from its ActivityNet model: both files must give
@@ -199,11 +207,10 @@ def run_table(number: int, runner: Runner) -> dict[str, Any]:
     """Every row of Table ``number``: the paper's values beside the measured ones (in %)."""
     table = TABLES[number]
     dataset, metrics = table["dataset"], table["metrics"]
-    missing = {row.name: runner.missing_sources(dataset, row) for row in table["rows"]}
-    for name, sources in missing.items():
-        if sources:
-            print(f"table{number}: {name}: not run, {runner.files.path(dataset)} has no "
-                  f"{', '.join(sources)}", file=sys.stderr)
+    missing = {row.name: runner.unavailable(dataset, row) for row in table["rows"]}
+    for name, why in missing.items():
+        if why:
+            print(f"table{number}: {name}: not run: {why}", file=sys.stderr)
     runnable = [row for row in table["rows"] if not missing[row.name]]
     for key in dict.fromkeys(key for row in runnable for key in row.models):
         runner.checkpoint(dataset, key)
@@ -214,7 +221,7 @@ def run_table(number: int, runner: Runner) -> dict[str, Any]:
         entry = {"name": row.name, "kind": row.kind, "models": list(row.models), "paper": row.paper,
                  "measured": measured}
         if missing[row.name]:
-            entry["missing_sources"] = missing[row.name]
+            entry["not_run"] = missing[row.name]
         if report is not None and "members" in report:
             entry["members"] = [{m: round(100.0 * member[m], 2) for m in metrics}
                                 for member in report["members"]]
@@ -242,10 +249,9 @@ def markdown(result: dict[str, Any]) -> str:
     for row in result["rows"]:
         cells = " | ".join(f"{fmt(row['paper'].get(m))} | {fmt(row['measured'][m])}" for m in metrics)
         lines.append(f"| {row['name']} | {cells} |")
-    not_run = [row for row in result["rows"] if row.get("missing_sources")]
+    not_run = [row for row in result["rows"] if row.get("not_run")]
     if not_run:
-        lines += [""] + [f"- {row['name']}: not run, the data has no {', '.join(row['missing_sources'])}"
-                         for row in not_run]
+        lines += [""] + [f"- {row['name']}: not run: {row['not_run']}" for row in not_run]
     if result["builtin_benchmark"]:
         lines += ["", f"_{BENCHMARK_NOTE}_"]
     return "\n".join(lines)

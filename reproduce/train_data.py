@@ -17,7 +17,7 @@ import torch
 from reproduce.config import TrainConfig
 from reproduce.distributed import per_rank_batch_size
 from reproduce.errors import ReproduceError
-from reproduce.evaluate import resolve_flip
+from reproduce.evaluate import require_labels, resolve_flip
 
 
 class TrainData(NamedTuple):
@@ -43,6 +43,7 @@ def open_train_data(config: TrainConfig, rank: int = 0, world_size: int = 1) -> 
 
     batch_size = per_rank_batch_size(config.batch_size, world_size)
     with open_dataset(config.data) as ds:
+        require_labels(ds)
         features = [s for s in ds.sources if s != "targets"]
         read = [config.input_source] + ([config.attended_source] if config.attention else [])
         for source in read:
