@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from pathlib import Path
 
 import h5py
@@ -31,7 +32,16 @@ import numpy as np
 
 from fuel_datasets.errors import DatasetError
 from fuel_datasets.fuel_split import read_split_attribute
-from fuel_datasets.layout import RESERVED_ATTRS, SPLITS, attr_value, check_finite, missing_source, open_h5
+from fuel_datasets.layout import (
+    RESERVED_ATTRS,
+    SPLITS,
+    attr_value,
+    check_finite,
+    is_feature_layout,
+    missing_source,
+    open_dataset,
+    open_h5,
+)
 
 
 def _scale_names(dataset: h5py.Dataset) -> dict[str, h5py.Dataset]:
@@ -257,6 +267,11 @@ def convert_legacy(legacy_path, out_path, *, rename: dict | None = None, frame_s
     """
     from fuel_datasets.writer import FeatureWriter
 
+    with open_h5(legacy_path) as probe:
+        ours = is_feature_layout(probe)
+    if ours:
+        return _copy_our_layout(legacy_path, out_path, rename or split_names or class_names
+                                or frame_stride != 16 or not math.isnan(fps))
     rename = dict(rename or {})
     with LegacyFuelDataset(legacy_path) as probe:
         unknown = set(rename) - set(probe.feature_sources)
@@ -302,6 +317,25 @@ def convert_legacy(legacy_path, out_path, *, rename: dict | None = None, frame_s
                     split=split_of.get(video_id))
                 written += 1
     return {"written": written, "skipped": skipped}
+
+
+def _copy_our_layout(path, out_path, options_given: bool) -> dict:
+    """A file already in our layout needs no conversion: copied as it is (atomically), options refused."""
+    if options_given:
+        raise DatasetError(f"{path} is already a feature file in this project's layout: it needs no "
+                           "conversion, and --source/--stride/--split/--fps/--class-names do not apply")
+    if Path(out_path).resolve() == Path(path).resolve():
+        raise DatasetError(f"{path} is already a feature file in this project's layout: it needs no "
+                           "conversion")
+    with open_dataset(path) as ds:
+        count = ds.num_videos
+    tmp = Path(out_path).with_name(f".{Path(out_path).name}.tmp{os.getpid()}")
+    try:
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"written": count, "skipped": 0, "copied": True}
 
 
 def _split_assignment(legacy: LegacyFuelDataset, split_names: dict | None) -> dict[str, str]:

@@ -8,7 +8,9 @@ flushed before ``/committed`` is raised, and the next writer clears what a kille
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,6 +35,14 @@ from fuel_datasets.video_check import attr_to_hdf5, check_video, same_attr
 
 _PER_VIDEO_CHUNK = 1024
 _MAX_CHUNK_ROWS = 1024
+_METADATA_MARGIN = 1 << 20     # HDF5's metadata and the per-video tables' chunks, with room to spare
+
+
+class DiskFullError(DatasetError):
+    """The disk cannot take the next video; what was committed before stays readable. ``abandoned_hdf5``:
+    HDF5 failed a write and still holds the file (its clean-up at exit would fail; see `reproduce.cli`)."""
+
+    abandoned_hdf5 = False
 
 
 class FeatureWriter:
@@ -347,11 +357,34 @@ class FeatureWriter:
         rows, grids, target, frames, fps = check_video(
             video_id, features, frame_index, num_frames, fps, targets, split, dims=self._dims,
             num_classes=len(self._class_names), multilabel=self._multilabel)
+        self._check_space(rows, video_id)
         if not self._dims:
             self._create_sources({s: r.shape[1] for s, r in rows.items()})
         if not self._file.swmr_mode:
             self._file.swmr_mode = True
-        V, ds = self._count, self._dataset
+        V = self._count
+        try:
+            self._write_video(V, video_id, rows, grids, target, frames, fps, split)
+        except (OSError, RuntimeError) as exc:     # h5py reports a failed write as either
+            if "No space left" not in str(exc):
+                raise
+            self._abandon()
+            error = DiskFullError(f"{self.path}: the disk is full (HDF5 could not write video '{video_id}'); "
+                                  f"the {V} videos written before stay readable; free some space and run the "
+                                  "same command again to go on")
+            error.abandoned_hdf5 = True
+            raise error from None
+        self._count = V + 1
+        self._ids[video_id] = V
+        for source, data in rows.items():
+            self._ends[source] += len(data)
+        if not self._renamed:
+            os.replace(self._live_path, self.path)
+            self._live_path, self._renamed = self.path, True
+
+    def _write_video(self, V: int, video_id: str, rows, grids, target, frames, fps, split) -> None:
+        """Grow every dataset by one video, flush, then raise /committed (the protocol's step 3)."""
+        ds = self._dataset
         for source, data in rows.items():
             start, R = self._ends[source], len(data)
             for group in ("features", "frame_index"):
@@ -372,13 +405,45 @@ class FeatureWriter:
         self._file.flush()
         ds("committed")[0] = V + 1               # the commit: written last, after the rows are on disk
         self._file.flush()
-        self._count = V + 1
-        self._ids[video_id] = V
+
+    def _abandon(self) -> None:
+        """Drop the file after a failed write without flushing it again: HDF5 would fail (and report)
+        once per open object. What was committed is on disk already; the next writer trims the rest."""
+        self._datasets.clear()
+        file, self._file = self._file, None
+        hook = sys.unraisablehook                   # h5py reports failed closes of its ids there
+        sys.unraisablehook = lambda _: None
+        try:
+            try:
+                file.close()
+            except (OSError, RuntimeError):
+                pass
+            del file
+            gc.collect()
+        finally:
+            sys.unraisablehook = hook
+        self._release()
+
+    def _check_space(self, rows: dict[str, np.ndarray], video_id: str) -> None:
+        """DiskFullError if the file's disk lacks the room for this video's rows and the chunks they
+        open (HDF5 allocates a chunk whole): a write that fails half-way leaves HDF5 unable to close
+        the file cleanly, so the check comes first."""
+        needed = _METADATA_MARGIN
         for source, data in rows.items():
-            self._ends[source] += len(data)
-        if not self._renamed:
-            os.replace(self._live_path, self.path)
-            self._live_path, self._renamed = self.path, True
+            dim, end = data.shape[1], self._ends.get(source, 0)
+            if source in self._dims:
+                chunk_rows = self._dataset(f"features/{source}").chunks[0]
+            else:
+                chunk_rows = max(1, min(self._chunk_bytes // (4 * dim), _MAX_CHUNK_ROWS))
+            new_chunks = -(-(end + len(data)) // chunk_rows) - -(-end // chunk_rows)
+            needed += 4 * dim * chunk_rows * new_chunks + 8 * len(data) + 64 * 1024   # rows, frame index
+        stats = os.statvfs(self._live_path.parent)
+        free = stats.f_bavail * stats.f_frsize
+        if free < needed:
+            kept = (f"the {self._count} videos written before stay readable; free some space and run the "
+                    "same command again to go on" if self._count else "nothing was written")
+            raise DiskFullError(f"{self.path}: the disk is full ({free / 2**20:.1f} MiB free, video "
+                                f"'{video_id}' needs about {needed / 2**20:.1f} MiB); {kept}")
 
     # -- closing -------------------------------------------------------------------------------
     def close(self, *, keep_empty: bool = True) -> None:

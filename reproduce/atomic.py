@@ -7,6 +7,7 @@ through here (checkpoints add an fsync, `reproduce.checkpoint`).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Callable
@@ -28,10 +29,26 @@ def write_atomically(path: str | os.PathLike, write: Callable[[IO], Any], *, bin
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:   # torch.save reports a failed write as a RuntimeError
+        if _disk_full(exc):
+            raise OSError(errno.ENOSPC, "the disk is full: it could not be written, and any previous "
+                          "version is kept; free some space and run the same command again", path) from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it was raised while handling, says the disk is full (torch's
+    zip writer raises a RuntimeError of its own while handling the OSError)."""
+    while exc is not None:
+        if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc) \
+                or "file write failed" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def write_json(path: str | os.PathLike, payload: Any, *, indent: int = 2, sort_keys: bool = False) -> str:

@@ -73,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except user_errors as exc:
         print(f"alstm {args.command}: error: {exc}", file=sys.stderr)
+        if getattr(exc, "abandoned_hdf5", False):
+            # HDF5 still holds a file it could not finish writing (a full disk); at exit it would try
+            # again and crash. Everything committed is on disk already, so leave without its clean-up.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except KeyboardInterrupt:
         print(f"alstm {args.command}: interrupted", file=sys.stderr)

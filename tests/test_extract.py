@@ -318,7 +318,8 @@ def test_appending_with_other_weights_is_refused(tmp_path, small_networks, clip_
     out = tmp_path / "f.h5"
     assert run_cli(folder / "odd.mkv", "--out", out, "--classes", "a", "--allow-random-weights",
                    "--quiet") == 0
-    code = run_cli(folder / "h264.mp4", "--out", out, "--allow-random-weights", "--seed", "7", "--quiet")
+    code = run_cli(folder / "h264.mp4", "--out", out, "--allow-random-weights", "--weights-seed", "7",
+                   "--quiet")
     assert code == 2
     assert "c3d_fc6 was extracted with random initialisation (seed 0)" in capsys.readouterr().err
     code = run_cli(folder / "h264.mp4", "--out", out, "--allow-random-weights", "--layers", "fc7", "--quiet")

@@ -164,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
         frame_stride=_pairs(args.stride, "--stride", int) or 16, fps=args.fps, class_names=class_names,
         split_names=_pairs(args.split, "--split") or None,
         progress=lambda videos: tqdm(videos, desc="convert", unit="video", file=sys.stderr))
+    if counts.get("copied"):
+        print(f"{args.legacy} is already in this project's layout and needs no conversion: copied as it is "
+              f"to {args.out} ({counts['written']} videos)")
+        return 0
     print(f"{args.out}: {counts['written']} videos written, {counts['skipped']} already there")
     return 0
 

@@ -1,10 +1,13 @@
 """Extract C3D and VGG-19 features from videos into one feature file (HDF5, the project's layout).
 
-Each video (a file, or every video file under a folder) becomes rows of the sources
-c3d_<layer>, vgg_<family>_<layer> and their _flip versions (horizontally flipped frames): one C3D row per
-consecutive 16-frame clip, one VGG row every 8 frames inside those clips (SPEC §1, §8). The video id is
-the file name without its extension. Videos are committed one by one: an existing --out is appended to,
-videos already in it are skipped, so a killed run is resumed by running the same command again.
+Each video (a file, or every video file under a folder) is stored whole, with its measured frame rate
+and frame count, as rows of the sources c3d_<layer>, vgg_<family>_<layer> and their _flip versions
+(horizontally flipped frames): one C3D row per consecutive 16-frame clip, one VGG row every 8 frames
+inside those clips (SPEC §1, §8). The video id is the file name without its extension. No labels are
+needed: `alstm dataset build` later cuts the videos into a dataset's samples and labels them from its
+annotations (--labels/--classes label them now instead). Videos are committed one by one: an existing
+--out is appended to, videos already in it are skipped, so a killed run is resumed by running the same
+command again.
 
 Weights: --c3d conv3d_deepnetA_sport1m_iter_1900000 (with --c3d-mean sport1m_train16_128_mean.binaryproto),
 --vgg obj=VGG_ILSVRC_19_layers.caffemodel; --vgg sce=FILE act=FILE add the fine-tuned families. Without a
@@ -19,6 +22,8 @@ each of K commands) gives every rank a share of the videos and its own file OUT.
 waits for the others and merges the shards into OUT.
 
 examples:
+  alstm extract videos/ --out videos.h5 --c3d conv3d_deepnetA_sport1m_iter_1900000 \\
+      --c3d-mean sport1m_train16_128_mean.binaryproto --vgg obj=VGG_ILSVRC_19_layers.caffemodel
   alstm extract videos/ --out feats.h5 --classes classes.txt --c3d c3d.caffemodel \\
       --c3d-mean mean.binaryproto --vgg obj=VGG_ILSVRC_19_layers.caffemodel act=act.caffemodel
   alstm extract a.mp4 b.avi --out feats.h5 --labels labels.csv --split train --allow-random-weights
@@ -58,19 +63,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     nets.add_argument("--no-vgg-obj", action="store_true", help="no vgg_obj sources")
     nets.add_argument("--layers", nargs="+", default=["fc6", "fc8"], choices=["fc6", "fc7", "fc8"],
                       help="layers read from every network (default fc6 fc8)")
-    nets.add_argument("--no-flip", action="store_true", help="no _flip sources")
+    nets.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                      help="also extract the features of horizontally flipped frames, <source>_flip "
+                      "(default yes; train and evaluate use them when present)")
     nets.add_argument("--allow-random-weights", action="store_true",
                       help="run networks without a weight file on random weights (tests, benchmarks)")
-    nets.add_argument("--seed", type=int, default=0, help="seed of random weights (default 0)")
-    data = parser.add_argument_group("labels")
+    nets.add_argument("--weights-seed", type=int, default=0,
+                      help="seed of the random weights of --allow-random-weights (default 0)")
+    data = parser.add_argument_group("labels (optional: features do not depend on them)")
     data.add_argument("--labels", metavar="CSV", default=None,
-                      help="CSV rows 'video,label' (video: id or file name; a header row is allowed)")
+                      help="CSV rows 'video,label' (video: id or file name; a header row is allowed); "
+                      "without it the videos are stored unlabelled, for `alstm dataset build`")
     data.add_argument("--classes", default=None, metavar="NAMES",
                       help="class names, comma-separated or a file with one per line (default: the labels')")
     data.add_argument("--multilabel", action="store_true",
                       help="a video may have several labels (repeated rows or 'a;b'); targets are multi-hot")
     data.add_argument("--split", default="test", choices=["train", "valid", "test"],
-                      help="split of the new videos (default test)")
+                      help="split of the new videos (default test; `alstm dataset build` assigns the "
+                      "dataset's own)")
     run_ = parser.add_argument_group("running")
     run_.add_argument("--device", default=None,
                       help="cpu or cuda[:K] (default: $ALSTM_DEVICE, else cuda if available)")
@@ -238,12 +248,12 @@ def build_extractor(args, device: str):
         families[family] = weights or None
     c3d = None
     if not args.no_c3d:
-        c3d = new_c3d(args.seed)
+        c3d = new_c3d(args.weights_seed)
         if args.c3d:
             load_caffemodel(c3d, args.c3d)
     vgg = {}
     for k, (family, weights) in enumerate(families.items()):
-        vgg[family] = new_vgg(VGG_FAMILIES[family], args.seed + 1 + k)
+        vgg[family] = new_vgg(VGG_FAMILIES[family], args.weights_seed + 1 + k)
         if weights:
             load_caffemodel(vgg[family], weights)
     mean, mean_text = None, None
@@ -256,7 +266,7 @@ def build_extractor(args, device: str):
 
     cuda = device.startswith("cuda")
     kwargs = {"c3d_mean": mean, "mean_description": mean_text} if mean is not None else {}
-    extractor = FeatureExtractor(c3d, vgg, args.layers, flip=not args.no_flip, device=device,
+    extractor = FeatureExtractor(c3d, vgg, args.layers, flip=args.flip, device=device,
                                  precision=args.precision, auto_dtype=torch.float16 if cuda else None,
                                  channels_last=cuda, **kwargs)
     if c3d is not None and c3d.has_real_weights and mean is None:
@@ -365,8 +375,8 @@ def run(args: argparse.Namespace) -> int:
             "Give --c3d FILE / --vgg FAMILY=FILE, or --allow-random-weights for random features "
             "(tests, benchmarks)")
     if random_nets:
-        print(f"alstm extract: WARNING: {', '.join(random_nets)} run on RANDOM weights (seed {args.seed}); "
-              "these are not real features, and the file says so", file=sys.stderr)
+        print(f"alstm extract: WARNING: {', '.join(random_nets)} run on RANDOM weights (--weights-seed "
+              f"{args.weights_seed}); these are not real features, and the file says so", file=sys.stderr)
 
     out = args.out if world == 1 else shard_path(args.out, rank, world)
     mine = videos[rank::world]

@@ -69,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="folder to search for the weight files recorded with the checkpoint")
     nets.add_argument("--allow-random-weights", action="store_true",
                       help="networks without weights run on random weights (tests only)")
-    nets.add_argument("--seed", type=int, default=0, help="seed of random weights (default 0)")
+    nets.add_argument("--weights-seed", type=int, default=0,
+                      help="seed of the random weights of --allow-random-weights (default 0)")
     run_ = parser.add_argument_group("running")
     run_.add_argument("--device", default=None,
                       help="cpu or cuda[:K] (default: $ALSTM_DEVICE, else cuda if available)")
@@ -178,7 +179,7 @@ def build_extractor(args, loaded, device: str):
         recorded = {w for _, _, meta, _ in loaded for s in sources if parse_source(s).network == network
                     for w in [recorded_weights(meta, s)] if w}
         path = find_weights(network, given.get(network), recorded, folders)
-        seed = args.seed + k
+        seed = args.weights_seed + k
         net = new_c3d(seed) if network == "c3d" else new_vgg(VGG_FAMILIES[network[4:]], seed)
         if path:
             load_caffemodel(net, path)
