@@ -112,7 +112,7 @@ def hollywood2_protocol(clipsets: Mapping[tuple[str, str], list[tuple[str, int]]
     """Samples and splits from parsed files: ``clipsets[(action, subset)]`` = (clip, ±1) entries;
     ``index[subset]``: the clips of ``actions_<subset>.txt`` when present. ``source`` names the folder."""
     if not 0.0 <= valid_fraction < 1.0:
-        raise DatasetError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
+        raise DatasetError(f"--valid-fraction must be in [0, 1), got {valid_fraction}")
     actions = sorted({action for action, _ in clipsets})
     if not actions:
         raise DatasetError(f"{source}: no <Action>_train.txt / <Action>_test.txt files; is this the "

@@ -98,35 +98,40 @@ class TrainConfig:
         return self.attended_source is not None
 
     def validate(self) -> None:
-        """Raise ReproduceError for values no run can use (checked before any file is opened)."""
+        """Raise ReproduceError for values no run can use (checked before any file is opened). The
+        message names the `alstm train` flags (``hidden_dim`` is ``--hidden-dim``)."""
         problems = []
+
+        def flag(name: str) -> str:
+            return "--" + name.replace("_", "-")
+
         if self.variant not in VARIANTS:
-            problems.append(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+            problems.append(f"--variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if self.variant == "b" and not self.attention:
-            problems.append("variant 'b' attends at the last step: give an attended source")
+            problems.append("--variant b attends at the last step: give an attended source (--attend)")
         if self.loss not in LOSSES:
-            problems.append(f"loss must be one of {LOSSES}, got {self.loss!r}")
+            problems.append(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.optimizer not in OPTIMIZERS:
-            problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            problems.append(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         for name in ("hidden_dim", "match_dim", "frames", "steps", "attended_per_step", "batch_size",
                      "iterations", "lr_decay_every", "valid_crops", "patience"):
             if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+                problems.append(f"{flag(name)} must be at least 1, got {getattr(self, name)}")
         for name in ("lr_fixed_iterations", "validate_every", "num_workers"):
             if getattr(self, name) < 0:
-                problems.append(f"{name} must be 0 or more, got {getattr(self, name)}")
+                problems.append(f"{flag(name)} must be 0 or more, got {getattr(self, name)}")
         if self.frames % self.steps:
-            problems.append(f"frames ({self.frames}) must be a multiple of steps ({self.steps})")
+            problems.append(f"--frames ({self.frames}) must be a multiple of --steps ({self.steps})")
         if not 0.0 <= self.dropout < 1.0:
-            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+            problems.append(f"--dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.flip_prob <= 1.0:
-            problems.append(f"flip_prob must be in [0, 1], got {self.flip_prob}")
+            problems.append(f"--flip-prob must be in [0, 1], got {self.flip_prob}")
         if not self.lr > 0.0:
-            problems.append(f"lr must be positive, got {self.lr}")
+            problems.append(f"--lr must be positive, got {self.lr}")
         if not 0.0 <= self.momentum < 1.0:
-            problems.append(f"momentum must be in [0, 1), got {self.momentum}")
+            problems.append(f"--momentum must be in [0, 1), got {self.momentum}")
         if not 0.0 < self.lr_decay_ratio <= 1.0:
-            problems.append(f"lr_decay_ratio must be in (0, 1], got {self.lr_decay_ratio}")
+            problems.append(f"--lr-decay-ratio must be in (0, 1], got {self.lr_decay_ratio}")
         if problems:
             raise ReproduceError("invalid training configuration: " + "; ".join(problems))
 

@@ -103,3 +103,21 @@ def test_repair_after_a_writer_killed_during_a_structural_change(tmp_path, capsy
     assert write_flags(path) == 0
     with open_dataset(path) as ds:
         np.testing.assert_array_equal(ds.read("c3d_fc6", "clip3"), np.full((15, 3), 3, np.float32))
+
+
+def test_convert_of_a_file_already_in_our_layout_copies_it_faithfully(tmp_path, capsys):
+    path = write_ours(tmp_path / "ours.h5")
+    out = tmp_path / "out.h5"
+    assert main(["dataset", "convert", str(path), str(out)]) == 0
+    assert "needs no conversion: copied as it is" in capsys.readouterr().out
+    with open_dataset(path) as a, open_dataset(out) as b:
+        assert (a.video_ids, a.splits, a.class_names, a.feature_sources) == \
+            (b.video_ids, b.splits, b.class_names, b.feature_sources)
+        for vid in a.video_ids:
+            np.testing.assert_array_equal(a.read("c3d_fc6", vid), b.read("c3d_fc6", vid))
+            assert a.read("targets", vid) == b.read("targets", vid) and a.fps(vid) == b.fps(vid)
+        assert b.source_info("c3d_fc6") == a.source_info("c3d_fc6")
+    assert main(["dataset", "convert", str(path), str(tmp_path / "x.h5"), "--source", "c3d_fc6=c3d"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "needs no conversion" in err and "--source" in err
+    assert not (tmp_path / "x.h5").exists()

@@ -59,7 +59,7 @@ def test_user_errors_are_one_line_with_exit_code_2(synth, tmp_path, capsys):
     cases = [
         ([*train, "--data", str(synth), "--attend", "vgg_xyz_fc8"], "has no source 'vgg_xyz_fc8'"),
         ([*train, "--data", str(tmp_path / "missing.h5")], "missing.h5"),
-        ([*train, "--data", str(synth), "--momentum", "1.5"], "momentum must be in [0, 1)"),
+        ([*train, "--data", str(synth), "--momentum", "1.5"], "--momentum must be in [0, 1)"),
         ([*train], "--data is required"),
         (["evaluate", "--data", str(synth), "--checkpoint", str(tmp_path / "no.pt")], "no checkpoint at"),
         (["evaluate", "--data", str(synth)], "give either --checkpoint"),
