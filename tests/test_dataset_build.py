@@ -25,7 +25,7 @@ from videos import moving_frames, write_video
 
 import fuel_datasets.build as build_module
 from fuel_datasets import DatasetError, open_dataset
-from fuel_datasets.build import build_activitynet, cut_rows
+from fuel_datasets.build import build_activitynet, build_hollywood2, cut_rows
 from fuel_datasets.feature_inputs import SourceRows
 from fuel_datasets.streams import TestWindows, WindowSpec
 from reproduce.cli import main
@@ -215,15 +215,27 @@ def test_activitynet_build_command_prints_one_summary_line(anet_extracted, anet_
                        "1 segments clipped to the video")
 
 
-@pytest.mark.slow
-def test_table1_runs_on_the_built_file(anet_built, tmp_path):
-    """The rows whose sources the file holds are trained and evaluated; the others say what is missing."""
-    _, out, _ = anet_built
-    results = tmp_path / "results"
-    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "table1.py"), "--data", str(out.parent),
-                           "--quick", "--quiet", "--results", str(results)], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+def _table(number: int, data: Path, results: Path) -> subprocess.CompletedProcess:
+    script = ROOT / "experiments" / f"table{number}.py"
+    proc = subprocess.run([sys.executable, str(script), "--data", str(data), "--quick", "--quiet",
+                           "--results", str(results)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_tables_1_and_4_run_on_the_built_files(anet_built, h2_inputs, tmp_path):
+    """The rows whose sources the files hold are trained and evaluated; the others say what is missing.
+    Table 4's Hollywood2 models start from Table 1's ActivityNet models (the same results folder)."""
+    _, out, _ = anet_built
+    data = tmp_path / "data"
+    data.mkdir()
+    os.link(out, data / "activitynet.h5")
+    sets, clips = h2_inputs
+    build_hollywood2(sets, [str(clips)], data / "hollywood2.h5")
+    results = tmp_path / "results"
+    proc = _table(1, data, results)
     table = json.loads((results / "table1.json").read_text())
     rows = {row["name"]: row for row in table["rows"]}
     for name in ("LSTM-C3D (fc6)", "aLSTM-C3D (fc8)", "aLSTM-VGG_obj (fc6)", "aLSTM-VGG_obj (fc8)"):
@@ -236,6 +248,14 @@ def test_table1_runs_on_the_built_file(anet_built, tmp_path):
     # the small C3D's fc8 has 5 scores, not one per class (2): the baseline cannot be read from it
     assert "not one per class" in rows["C3D (fc8)"]["not_run"]
     assert "not run" in proc.stdout                          # the printed table says so too
+    proc = _table(4, data, results)
+    table = json.loads((results / "table4.json").read_text())
+    rows = {row["name"]: row for row in table["rows"]}
+    assert 0.0 <= rows["aLSTM-VGG_obj (fc8)(b)"]["measured"]["mAP"] <= 100.0
+    assert "has no vgg_act_fc6" in rows["aLSTM-VGG_act (fc6)"]["not_run"]
+    run = results / "runs" / "data" / "hollywood2" / "alstm-obj-fc8"
+    config = json.loads((run / "config.json").read_text())
+    assert config["init_from"].endswith("activitynet/alstm-obj-fc8/best.pt") and config["multilabel"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -265,7 +285,7 @@ def h2_inputs(tmp_path_factory):
     (sets / "Kiss_autotrain.txt").write_text("actioncliptrainauto00001  1\n")
     missing = "actioncliptest00003"                      # listed in ClipSets, no clip file
     for k, clip in enumerate(c for c in [*H2_TRAIN, *H2_TEST] if c != missing):
-        write_video(clips / f"{clip}.mp4", moving_frames(64 + 16 * k, 32, 40, seed=k), "h264", fps=25)
+        write_video(clips / f"{clip}.mp4", moving_frames(200 + 16 * k, 32, 40, seed=k), "h264", fps=25)
     write_video(clips / "actioncliptrainauto00001.mp4", moving_frames(40, 32, 40), "h264", fps=25)
     out = folder / "clips.h5"
     with pytest.MonkeyPatch.context() as patch:
