@@ -87,7 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                       help="network precision (auto: float32 on CPU; on CUDA float16 autocast if the first "
                       "batch stays within 1%% of float32, else float32)")
-    run_.add_argument("--batch-size", type=int, default=None, help="clips per network call (cpu 4, cuda 32)")
+    run_.add_argument("--clip-batch", type=int, default=None,
+                      help="16-frame clips per network call (default: cpu 4, cuda 32)")
     run_.add_argument("--workers", type=int, default=None,
                       help="decoding threads (default 1 on the CPU, where the networks are the slower stage; "
                       "up to 8 on CUDA, where decoding is)")
@@ -359,11 +360,11 @@ def run(args: argparse.Namespace) -> int:
                              "use --device cpu")
     if device == "cuda" and world > 1 and "LOCAL_RANK" in launched:
         device = f"cuda:{launched['LOCAL_RANK']}"
-    batch_size = args.batch_size or (32 if device.startswith("cuda") else 4)
+    batch_size = args.clip_batch or (32 if device.startswith("cuda") else 4)
     workers = args.workers if args.workers is not None else (
         min(8, os.cpu_count() or 1) if device.startswith("cuda") else 1)
     if batch_size < 1 or workers < 1 or args.queue_size < 1:
-        raise ReproduceError("--batch-size, --workers and --queue-size must be at least 1")
+        raise ReproduceError("--clip-batch, --workers and --queue-size must be at least 1")
     buffer_mb = args.buffer_mb if args.buffer_mb is not None else (2048 if device.startswith("cuda") else 0)
     if buffer_mb < 0:
         raise ReproduceError(f"--buffer-mb {buffer_mb:g}: give 0 or more megabytes")

@@ -74,7 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_ = parser.add_argument_group("running")
     run_.add_argument("--device", default=None,
                       help="cpu or cuda[:K] (default: $ALSTM_DEVICE, else cuda if available)")
-    run_.add_argument("--batch-size", type=int, default=None, help="clips per network call (cpu 4, cuda 32)")
+    run_.add_argument("--clip-batch", type=int, default=None,
+                      help="16-frame clips per network call (default: cpu 4, cuda 32)")
     run_.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -364,9 +365,9 @@ def run(args: argparse.Namespace) -> int:
     if random_nets:
         print(f"alstm highlight: WARNING: {', '.join(random_nets)} run on RANDOM weights: the classes and "
               "highlights mean nothing", file=sys.stderr)
-    batch_size = args.batch_size or (32 if device.startswith("cuda") else 4)
+    batch_size = args.clip_batch or (32 if device.startswith("cuda") else 4)
     if batch_size < 1:
-        raise ReproduceError("--batch-size must be at least 1")
+        raise ReproduceError("--clip-batch must be at least 1")
 
     store = ThumbnailStore(args.out)
     try:
