@@ -106,8 +106,10 @@ def _format_info(d: dict) -> str:
     unit = next((u for u, s in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)) if size >= s), "B")
     scale = {"GB": 1e9, "MB": 1e6, "kB": 1e3, "B": 1}[unit]
     kind = "multi-label" if d["multilabel"] else "single-label"
+    classes = (f"{d['num_classes']} ({kind})" if d["num_classes"]
+               else "none (unlabelled videos: `alstm dataset build` labels them from annotations)")
     lines = [f"{d['path']}: {d['format']}, {size / scale:.1f} {unit} on disk",
-             f"videos: {d['num_videos']}   classes: {d['num_classes']} ({kind})",
+             f"videos: {d['num_videos']}   classes: {classes}",
              "splits: " + ", ".join(f"{k} {v}" for k, v in d["splits"].items())]
     if d.get("uncommitted_videos"):
         lines.append(f"note: {d['uncommitted_videos']} incomplete video(s) past the last committed one "
