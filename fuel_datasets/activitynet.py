@@ -136,13 +136,15 @@ def class_list(annotations: Mapping, source: str = "annotations") -> list[str]:
 def activitynet_protocol(annotations: Mapping, *, source: str = "annotations",
                          fps: Mapping[str, float] | None = None, default_fps: float = 30.0,
                          frame_counts: Mapping[str, int] | None = None, min_frames: int = 192, seed: int = 0,
-                         keep_videos_together: bool = False) -> ActivityNetProtocol:
+                         keep_videos_together: bool = False,
+                         class_names: list[str] | None = None) -> ActivityNetProtocol:
     """Samples, classes and splits of a parsed annotation file (see the module docstring).
-    ``source`` names the file in error messages."""
+    ``source`` names the file in error messages; ``class_names`` (default: `class_list` of the file)
+    fixes the class list, e.g. that of the whole file when ``annotations`` holds some of its videos."""
     if default_fps <= 0:
         raise DatasetError(f"default_fps must be positive, got {default_fps}")
     database = _database(annotations, source)
-    names = class_list(annotations, source)
+    names = list(class_names) if class_names is not None else class_list(annotations, source)
     index = {name: i for i, name in enumerate(names)}
     fps = {key.removeprefix("v_"): float(value) for key, value in (fps or {}).items()}
     frame_counts = {key.removeprefix("v_"): int(value) for key, value in (frame_counts or {}).items()}
@@ -185,7 +187,7 @@ def activitynet_protocol(annotations: Mapping, *, source: str = "annotations",
             start, end = max(t0, 0.0), min(t1, end_of_video)
             clipped += (start, end) != (t0, t1)
             num_frames = max(0, math.floor((end - start) * rate + 1e-6))
-            if num_frames < min_frames:
+            if num_frames < max(min_frames, 1):
                 dropped[subset] += 1
                 continue
             kept.append(dict(sample_id=f"v_{youtube_id}_{k}", youtube_id=youtube_id, segment=(start, end),

@@ -29,21 +29,23 @@ Memory holds one video's rows at a time. The same inputs and seed give the same 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from fuel_datasets.activitynet import activitynet_protocol, load_activitynet_json
+from fuel_datasets.activitynet import activitynet_protocol, class_list, load_activitynet_json
 from fuel_datasets.errors import DatasetError
-from fuel_datasets.feature_inputs import FeatureInput, SourceRows, VideoMeta, match_key, open_feature_input
+from fuel_datasets.feature_inputs import FeatureInput, SourceRows, VideoMeta, open_feature_input
 from fuel_datasets.hollywood2 import read_hollywood2
 from fuel_datasets.layout import open_dataset
 from fuel_datasets.writer import FeatureWriter
@@ -78,11 +80,14 @@ class BuildSummary:
             text += f" (listed in {self.missing_file})"
         if self.dataset == "activitynet":
             text += f"; {self.clipped} segments clipped to the video"
+        if self.resumed:
+            text += f"; {self.resumed} samples were already written by an interrupted build"
         return text
 
 
 class FeatureSet:
-    """Several inputs seen as one: per video (matched without ``v_``), the union of their sources."""
+    """Several inputs seen as one: per video, the union of their sources. A video named ``key`` in the
+    annotations is ``key`` or ``v_<key>`` in the inputs (`candidate_ids`)."""
 
     def __init__(self, inputs: Sequence[FeatureInput]):
         self.inputs = list(inputs)
@@ -90,30 +95,38 @@ class FeatureSet:
         for inp in self.inputs:
             for source, info in inp.sources.items():
                 self.sources.setdefault(source, info)
-        self._where: dict[str, list[tuple[FeatureInput, str]]] = {}
+        self._where: dict[str, list[FeatureInput]] = {}         # stored id -> inputs holding it
         for inp in self.inputs:
             for vid in inp.video_ids:
-                entries = self._where.setdefault(match_key(vid), [])
-                for other, other_vid in entries:
+                self._where.setdefault(vid, []).append(inp)
+
+    def ids(self) -> list[str]:
+        """Every stored video id, sorted."""
+        return sorted(self._where)
+
+    def entries(self, key: str) -> list[tuple[FeatureInput, str]]:
+        """(input, stored id) of the video ``key``; a source given twice for it is an error."""
+        found: list[tuple[FeatureInput, str]] = []
+        for vid in candidate_ids(key):
+            for inp in self._where.get(vid, []):
+                for other, other_vid in found:
                     common = sorted(set(other.sources) & set(inp.sources))
                     if common:
-                        raise DatasetError(f"video '{vid}' has the source '{common[0]}' in both {other.path} "
-                                           f"(as '{other_vid}') and {inp.path}; give each source of a video "
-                                           "once")
-                entries.append((inp, vid))
-
-    def keys(self) -> set[str]:
-        return set(self._where)
+                        raise DatasetError(f"video '{key}' has the source '{common[0]}' in both "
+                                           f"{other.path} (as '{other_vid}') and {inp.path} (as '{vid}'); "
+                                           "give each source of a video once")
+                found.append((inp, vid))
+        return found
 
     def lacking(self, key: str) -> list[str]:
         """The sources the video does not have (all of them if it is unknown)."""
-        have = {s for inp, _ in self._where.get(key, []) for s in inp.sources}
+        have = {s for inp, _ in self.entries(key) for s in inp.sources}
         return sorted(set(self.sources) - have)
 
     def meta(self, key: str) -> VideoMeta:
         """Row counts of every source; the measured frame count and fps where an input has them."""
         rows, frames, covered, fps = {}, None, 0, math.nan
-        for inp, vid in self._where[key]:
+        for inp, vid in self.entries(key):
             meta = inp.meta(vid)
             rows.update(meta.rows)
             if meta.num_frames is not None and frames is None:
@@ -125,13 +138,19 @@ class FeatureSet:
 
     def read(self, key: str) -> dict[str, SourceRows]:
         out: dict[str, SourceRows] = {}
-        for inp, vid in self._where[key]:
+        for inp, vid in self.entries(key):
             out.update(inp.read(vid))
         return out
 
     def close(self) -> None:
         for inp in self.inputs:
             inp.close()
+
+
+def candidate_ids(key: str) -> tuple[str, ...]:
+    """The ids under which inputs may hold the annotated video ``key``: as it is, or with the ``v_`` of
+    the official crawler's file names (``v_<youtube id>.mp4``) and of the C3D release's groups."""
+    return (key, f"v_{key}")
 
 
 def open_features(specs: Sequence[str], strides: dict[str, int] | int | None = None) -> FeatureSet:
@@ -180,15 +199,19 @@ def build_activitynet(annotations: str | os.PathLike, features: Sequence[str], o
     """Build ``out`` from the annotation file (``activity_net.v1-3.min.json``) and the ``features``
     (``[NAME=]PATH`` each; see the module docstring). ``seed`` draws the valid split, ``min_frames``
     drops short samples (F = 192), ``keep_videos_together`` keeps a video's samples in one split."""
+    if min_frames < 1:
+        raise DatasetError(f"--min-frames {min_frames}: give at least 1 frame (the paper's F is 192)")
+    _check_out(out, [annotations, *features])
     data = load_activitynet_json(annotations)
     feature_set = open_features(features, strides)
     try:
         database = data.get("database") if isinstance(data, dict) else None
         if not isinstance(database, dict):
             activitynet_protocol(data, source=str(annotations))     # raises the protocol's own error
+        names = class_list(data, str(annotations))   # from the whole file, whichever videos have features
         present, missing = {}, {}
         for youtube_id, video in database.items():
-            key = match_key(youtube_id)
+            key = youtube_id
             if not isinstance(video, dict) or video.get("subset") == "testing":
                 present[youtube_id] = video                         # counted (or rejected) by the protocol
                 continue
@@ -200,15 +223,15 @@ def build_activitynet(annotations: str | os.PathLike, features: Sequence[str], o
             else:
                 present[youtube_id] = video
         if not any(isinstance(v, dict) and v.get("subset") != "testing" for v in present.values()):
-            raise DatasetError(f"no video of {annotations} has features in {', '.join(features)} (ids are "
-                               "matched without 'v_'; e.g. the annotations have "
-                               f"'{next(iter(database), '')}', "
-                               f"the features '{next(iter(sorted(feature_set.keys())), '')}')")
+            raise DatasetError(f"no video of {annotations} has features in {', '.join(features)} (a video "
+                               "'ID' of the annotations is 'ID' or 'v_ID' in the features; e.g. the "
+                               f"annotations have '{next(iter(database), '')}', the features "
+                               f"'{next(iter(feature_set.ids()), '')}')")
         fps, frames = {}, {}
         for youtube_id, video in present.items():
             if not isinstance(video, dict) or video.get("subset") == "testing":
                 continue
-            meta = feature_set.meta(match_key(youtube_id))
+            meta = feature_set.meta(youtube_id)
             if min(meta.rows.values()) == 0:
                 missing[youtube_id] = "features without rows"
                 continue
@@ -217,8 +240,8 @@ def build_activitynet(annotations: str | os.PathLike, features: Sequence[str], o
         present = {k: v for k, v in present.items() if k not in missing}
         protocol = activitynet_protocol({**data, "database": present}, source=str(annotations), fps=fps,
                                         frame_counts=frames, min_frames=min_frames, seed=seed,
-                                        keep_videos_together=keep_videos_together)
-        samples = [_Sample(s.sample_id, match_key(s.youtube_id), s.start_frame, s.num_frames, s.fps, s.label,
+                                        keep_videos_together=keep_videos_together, class_names=names)
+        samples = [_Sample(s.sample_id, s.youtube_id, s.start_frame, s.num_frames, s.fps, s.label,
                            s.split) for s in protocol.samples]
         identity = _identity("activitynet", annotations, features, seed=seed, min_frames=min_frames,
                              keep_videos_together=keep_videos_together, strides=strides)
@@ -237,12 +260,13 @@ def build_hollywood2(clipsets: str | os.PathLike, features: Sequence[str], out: 
                      progress: bool = False) -> BuildSummary:
     """Build ``out`` from a Hollywood2 ``ClipSets`` folder and the ``features`` of its clips (video ids =
     clip names, e.g. ``actioncliptrain00001``): multi-hot targets, the release's train/test split."""
+    _check_out(out, [clipsets, *features])
     protocol = read_hollywood2(clipsets, valid_fraction=valid_fraction, seed=seed)
     feature_set = open_features(features, strides)
     try:
         missing, samples = {}, []
         for sample in protocol.samples:
-            key = match_key(sample.clip)
+            key = sample.clip
             lacking = feature_set.lacking(key)
             if lacking:
                 missing[sample.clip] = ("no features" if len(lacking) == len(feature_set.sources)
@@ -258,7 +282,7 @@ def build_hollywood2(clipsets: str | os.PathLike, features: Sequence[str], out: 
         if not samples:
             raise DatasetError(f"no clip of {clipsets} has features in {', '.join(features)} (ids must be "
                                f"the clip names, e.g. '{protocol.samples[0].clip}'; the features have "
-                               f"'{next(iter(sorted(feature_set.keys())), '')}')")
+                               f"'{next(iter(feature_set.ids()), '')}')")
         identity = _identity("hollywood2", clipsets, features, seed=seed, valid_fraction=valid_fraction,
                              strides=strides)
         attrs = {"generator": "alstm dataset build hollywood2",
@@ -267,6 +291,16 @@ def build_hollywood2(clipsets: str | os.PathLike, features: Sequence[str], out: 
         return _finish("hollywood2", out, samples, 0, 0, missing, feature_set, resumed)
     finally:
         feature_set.close()
+
+
+def _check_out(out, inputs: Sequence) -> None:
+    """DatasetError if ``out`` would replace one of the inputs (``[NAME=]PATH`` strings or paths)."""
+    target = Path(out).resolve()
+    for item in inputs:
+        path = Path(str(item).partition("=")[2] if "=" in str(item) and not os.path.exists(item) else item)
+        if path.resolve() == target:
+            raise DatasetError(f"--out {out} is one of the inputs ({item}); write the dataset to another "
+                               "file")
 
 
 def _frame_rate(meta: VideoMeta, video: dict, frames: int) -> float:
@@ -307,8 +341,33 @@ def _write(out, feature_set: FeatureSet, samples: list[_Sample], class_names: li
         raise DatasetError(f"--out {out} is a folder; give the path of the file to write (e.g. "
                            f"{out / 'activitynet.h5'})")
     part = out.with_name(out.name + PART_SUFFIX)
-    if part.exists() and _part_identity(part) != identity:
-        part.unlink()                 # another build's leftovers: start again
+    with _build_lock(out):
+        if part.exists() and _part_identity(part) != identity:
+            part.unlink()                 # another build's leftovers: start again
+        resumed = _write_part(part, feature_set, samples, class_names, multilabel, identity, attrs, progress)
+        os.replace(part, out)
+    return resumed
+
+
+@contextmanager
+def _build_lock(out: Path):
+    """One build per output at a time: an exclusive lock on ``OUT.lock`` for the whole build."""
+    lock = out.with_name(out.name + ".lock")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatasetError(f"another build is writing {out}; wait for it to finish") from None
+        yield
+        lock.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def _write_part(part: Path, feature_set: FeatureSet, samples: list[_Sample], class_names: list[str],
+                multilabel: bool, identity: str, attrs: dict, progress: bool) -> int:
     order = _by_video(samples)
     sources = sorted(feature_set.sources)
     with FeatureWriter(part, class_names=class_names, multilabel=multilabel,
@@ -326,7 +385,6 @@ def _write(out, feature_set: FeatureSet, samples: list[_Sample], class_names: li
                     for sample in todo:
                         _add_sample(writer, sample, rows, sources)
                 bar.update(1)
-    os.replace(part, out)
     return resumed
 
 

@@ -21,8 +21,9 @@ Where the frame rate is not recorded (the release, arrays), `fuel_datasets.build
 input that measured it (our extraction of the same video), else from the annotation file when it has
 one per video, else from the frames above and the annotated duration.
 
-Video ids are matched without a leading ``v_``: the official crawler names files ``v_<youtube id>.mp4``
-while the annotation file's keys have no prefix (:func:`match_key`).
+Video ids: an annotated video ``ID`` is found under ``ID`` or ``v_ID`` (`fuel_datasets.build.candidate_ids`):
+the official crawler names files ``v_<youtube id>.mp4`` and the C3D release names its groups so, while
+the annotation file's keys have no prefix.
 """
 
 from __future__ import annotations
@@ -42,11 +43,6 @@ RELEASE_DATASET = "c3d_features"          # the dataset inside every video group
 RELEASE_SOURCE = "c3d_fc7pca"             # its default source name
 RELEASE_STRIDE, RELEASE_CLIP = 8, 16      # one row every 8 frames, each seeing a 16-frame clip
 ARRAY_EXTENSIONS = (".npy", ".npz")
-
-
-def match_key(video_id: str) -> str:
-    """The id used to match features with annotations: without a leading ``v_``."""
-    return video_id.removeprefix("v_")
 
 
 @dataclass(frozen=True)
@@ -115,13 +111,16 @@ class FeatureInput:
             return out
         source = next(iter(self.sources))
         if self.kind == "activitynet-c3d":
-            rows = np.asarray(self._release_rows(video_id)[()], dtype=np.float32)
+            rows = np.asarray(self._release_rows(video_id)[()])
         else:
-            rows = np.asarray(self._array(video_id, mmap=False), dtype=np.float32)
-        rows = self._checked(source, video_id, rows)
+            rows = np.asarray(self._array(video_id, mmap=False))
+        rows = self._checked(source, video_id, rows).astype(np.float32, copy=False)
         return {source: SourceRows(rows, 0, self.sources[source]["stride"] if len(rows) > 1 else 0)}
 
     def _checked(self, source: str, video_id: str, rows: np.ndarray) -> np.ndarray:
+        if rows.dtype.kind not in "biuf":
+            raise DatasetError(f"{self.path}: video '{video_id}', source '{source}' holds {rows.dtype} "
+                               "values; features must be real numbers")
         if rows.ndim != 2:
             raise DatasetError(f"{self.path}: video '{video_id}', source '{source}' has shape {rows.shape}; "
                                "features must be (rows, D)")

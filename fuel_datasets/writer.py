@@ -7,6 +7,7 @@ flushed before ``/committed`` is raised, and the next writer clears what a kille
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import gc
 import os
@@ -36,6 +37,12 @@ from fuel_datasets.video_check import attr_to_hdf5, check_video, same_attr
 _PER_VIDEO_CHUNK = 1024
 _MAX_CHUNK_ROWS = 1024
 _METADATA_MARGIN = 1 << 20     # HDF5's metadata and the per-video tables' chunks, with room to spare
+
+
+def _no_space(exc: BaseException) -> bool:
+    """Whether a failed write failed for want of space (a full disk, or a quota reached)."""
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+        text in str(exc) for text in ("No space left", "Disk quota exceeded"))
 
 
 class DiskFullError(DatasetError):
@@ -71,9 +78,10 @@ class FeatureWriter:
             self._live_path, self._renamed = self.path, True
             self._lock()
             try:
+                self._free_bytes_at_least(_METADATA_MARGIN, "opening it for appending")
                 self._open_existing(class_names, multilabel, attrs or {})
-            except BaseException:
-                self._release()
+            except BaseException as exc:
+                self._fail(exc)
                 raise
         else:
             if multilabel and not class_names:
@@ -81,9 +89,10 @@ class FeatureWriter:
             self._live_path, self._renamed = self.path.with_name(self.path.name + ".tmp"), False
             self._lock()
             try:
+                self._free_bytes_at_least(_METADATA_MARGIN, "creating it")
                 self._create(list(class_names or []), bool(multilabel), attrs or {})
-            except BaseException:
-                self._release()
+            except BaseException as exc:
+                self._fail(exc)
                 self._live_path.unlink(missing_ok=True)
                 raise
 
@@ -366,7 +375,7 @@ class FeatureWriter:
         try:
             self._write_video(V, video_id, rows, grids, target, frames, fps, split)
         except (OSError, RuntimeError) as exc:     # h5py reports a failed write as either
-            if "No space left" not in str(exc):
+            if not _no_space(exc):
                 raise
             self._abandon()
             error = DiskFullError(f"{self.path}: the disk is full (HDF5 could not write video '{video_id}'); "
@@ -423,6 +432,26 @@ class FeatureWriter:
         finally:
             sys.unraisablehook = hook
         self._release()
+
+    def _fail(self, exc: BaseException) -> None:
+        """Let go of the file after ``exc`` in the constructor; DiskFullError if the disk was full."""
+        if isinstance(exc, (OSError, RuntimeError)) and _no_space(exc):
+            if self._file is not None:
+                self._abandon()
+            self._release()
+            error = DiskFullError(f"{self.path}: the disk is full; free some space and run the same command "
+                                  "again")
+            error.abandoned_hdf5 = True
+            raise error from None
+        self._release()
+
+    def _free_bytes_at_least(self, needed: int, what: str) -> None:
+        stats = os.statvfs(self._live_path.parent)
+        free = stats.f_bavail * stats.f_frsize
+        if free < needed:
+            raise DiskFullError(f"{self.path}: the disk is full ({free / 2**20:.1f} MiB free, {what} needs "
+                                f"about {needed / 2**20:.1f} MiB); free some space and run the same command "
+                                "again")
 
     def _check_space(self, rows: dict[str, np.ndarray], video_id: str) -> None:
         """DiskFullError if the file's disk lacks the room for this video's rows and the chunks they

@@ -44,8 +44,8 @@ def _disk_full(exc: BaseException | None) -> bool:
     """Whether ``exc``, or an exception it was raised while handling, says the disk is full (torch's
     zip writer raises a RuntimeError of its own while handling the OSError)."""
     while exc is not None:
-        if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc) \
-                or "file write failed" in str(exc):
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+                text in str(exc) for text in ("No space left", "Disk quota exceeded", "file write failed")):
             return True
         exc = exc.__cause__ or exc.__context__
     return False

@@ -162,8 +162,9 @@ def _check_resume(saved: TrainConfig, given: TrainConfig, path: str) -> None:
     differ = [f for f, v in saved.to_dict().items() if f not in RESUMABLE_CHANGES and given_values[f] != v]
     if differ:
         raise ReproduceError(
-            f"cannot resume {path} with a different configuration ({', '.join(sorted(differ))}); "
-            f"only {', '.join(RESUMABLE_CHANGES)} may change on resume"
+            f"cannot resume {path} with a different configuration "
+            f"({', '.join('--' + f.replace('_', '-') for f in sorted(differ))}); only "
+            f"{', '.join('--' + f.replace('_', '-') for f in RESUMABLE_CHANGES)} may change on resume"
         )
 
 

@@ -26,8 +26,9 @@ def test_a_failing_write_keeps_the_previous_file(tmp_path):
         f.write('{"version": ')
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="the disk is full") as caught:
         write_atomically(path, half_then_fail)
+    assert caught.value.errno == 28 and caught.value.filename == str(path)
     assert json.loads(path.read_text()) == {"version": 1}
     assert os.listdir(tmp_path) == ["result.json"]                          # no temporary file left
     with pytest.raises(TypeError):

@@ -493,3 +493,55 @@ def test_a_source_given_twice_for_a_video_is_an_error(tmp_path):
     with pytest.raises(DatasetError, match="source 'c3d_fc7pca' in both"):
         build_activitynet(_annotations(tmp_path / "a.json", {"r1": RELEASE_DATABASE["r1"]}), [str(a), str(b)],
                           tmp_path / "out.h5")
+
+
+def test_ids_match_with_the_crawler_prefix_even_when_the_id_itself_starts_with_v(tmp_path):
+    """YouTube ids may begin with "v_": the release then names the group "v_v_…"."""
+    database = {"v_r1": RELEASE_DATABASE["r1"], "r2": RELEASE_DATABASE["r2"]}
+    release = _release(tmp_path / "release.hdf5",
+                       {"v_v_r1": _index_rows(100, 5), "v_r2": _index_rows(100, 5)})
+    summary = build_activitynet(_annotations(tmp_path / "a.json", database), [str(release)],
+                                tmp_path / "o.h5", min_frames=16)
+    assert summary.missing == {} and summary.samples == 3
+
+
+def test_without_a_taxonomy_the_classes_are_those_of_the_whole_file(tmp_path):
+    """A class whose only video has no features still has its index: partial downloads agree."""
+    database = {"r1": RELEASE_DATABASE["r1"], "r3": {**RELEASE_DATABASE["r3"], "annotations": [
+        {"segment": [1.0, 25.0], "label": "Archery"}]}}
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps({"version": "VERSION 1.3", "database": database}))
+    release = _release(tmp_path / "release.hdf5", {"v_r1": _index_rows(100, 5)})
+    build_activitynet(path, [str(release)], tmp_path / "o.h5")
+    with open_dataset(tmp_path / "o.h5") as ds:
+        assert ds.class_names == ["Archery", "Skiing", "Surfing"]
+        assert ds.read("targets", "v_r1_0") == 2
+
+
+def test_more_bad_inputs(tmp_path, capsys):
+    annotations = _annotations(tmp_path / "a.json", RELEASE_DATABASE)
+    release = _release(tmp_path / "release.hdf5", {"v_r1": _index_rows(100, 5)})
+    base = ("activitynet", "--annotations", annotations, "--features", release)
+    assert "one of the inputs" in _build_error(capsys, *base, "--out", release)
+    assert "one of the inputs" in _build_error(capsys, *base, "--out", annotations)
+    assert "--min-frames 0" in _build_error(capsys, *base, "--out", tmp_path / "o.h5", "--min-frames", "0")
+    folder = tmp_path / "words"
+    folder.mkdir()
+    np.save(folder / "r1.npy", np.full((60, 2), "a"))
+    words = ("activitynet", "--annotations", annotations, "--features", folder, "--stride", "16")
+    assert "holds <U1 values" in _build_error(capsys, *words, "--out", tmp_path / "o.h5")
+    assert h5py.is_hdf5(release)                       # the inputs are untouched
+
+
+def test_one_build_per_output_at_a_time(tmp_path):
+    import fcntl
+
+    annotations = _annotations(tmp_path / "a.json", RELEASE_DATABASE)
+    release = _release(tmp_path / "release.hdf5", {"v_r1": _index_rows(100, 5)})
+    out = tmp_path / "o.h5"
+    with open(tmp_path / "o.h5.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(DatasetError, match="another build is writing"):
+            build_activitynet(annotations, [str(release)], out)
+    build_activitynet(annotations, [str(release)], out)
+    assert out.exists() and not (tmp_path / "o.h5.lock").exists()

@@ -171,3 +171,11 @@ def test_train_whose_checkpoint_no_longer_fits(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch, "save", real_save)
     assert main([*argv, "--resume"]) == 0
     assert load_checkpoint(run / "last.pt")["iteration"] == 6
+
+
+def test_a_disk_too_full_to_create_the_file(tmp_path, monkeypatch, capsys):
+    disk = _Disk(monkeypatch, free=4096)
+    disk.full = True
+    with pytest.raises(DiskFullError, match="creating it needs"):
+        FeatureWriter(tmp_path / "new.h5")
+    assert os.listdir(tmp_path) == []                # no temporary file left behind

@@ -90,9 +90,9 @@ def test_config_round_trip_and_presets(tmp_path):
     assert h2.multilabel and h2.init_from == "an.pt" and h2.validate_every == 0
     with pytest.raises(ReproduceError, match="unknown training configuration field"):
         TrainConfig.from_dict({"data": "x", "learning_rate": 1})
-    with pytest.raises(ReproduceError, match="variant 'b' attends"):
+    with pytest.raises(ReproduceError, match="--variant b attends"):
         TrainConfig(data="x", variant="b").validate()
-    with pytest.raises(ReproduceError, match="frames .* multiple of steps"):
+    with pytest.raises(ReproduceError, match="--frames .* multiple of --steps"):
         TrainConfig(data="x", frames=100).validate()
 
 
@@ -207,7 +207,7 @@ def test_a_second_run_in_the_same_folder_needs_resume(synth, tmp_path):
     assert result.iterations == 2 and load_checkpoint(tmp_path / "last.pt")["iteration"] == 2
     with pytest.raises(ReproduceError, match="already holds a run: pass --resume"):
         train(tiny_config(synth, iterations=2, validate_every=0), str(tmp_path), progress=False)
-    with pytest.raises(ReproduceError, match=r"different configuration \(lr\)"):
+    with pytest.raises(ReproduceError, match=r"different configuration \(--lr\)"):
         train(tiny_config(synth, iterations=4, validate_every=0, lr=0.5), str(tmp_path), resume=True,
               progress=False)
 
