@@ -268,34 +268,48 @@ def _by_name(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {row["name"]: row for row in result["rows"]}
 
 
+def claims(number: int) -> list[tuple[str, str, str | None]]:
+    """The paper's qualitative claims about Table ``number``, from its rows in `reproduce.tables`:
+    (claim, row that should score higher, row it should beat — None: the row's best ensemble member)."""
+    names = [row.name for row in TABLES[number]["rows"]]
+    out = []
+    if number in (1, 4):
+        out += [(f"Table {number}: {name} beats LSTM-C3D (fc6)", name, "LSTM-C3D (fc6)")
+                for name in names if name.startswith("aLSTM") and "(b)" not in name]
+    if number == 3:
+        out += [(f"Table 3: {name} beats its vanilla LSTM", name, name[1:])
+                for name in names if name.startswith("aLSTM")]
+    if number == 4:
+        out.append(("Table 4: variant (a) beats variant (b)", "aLSTM-VGG_obj (fc8)",
+                    "aLSTM-VGG_obj (fc8)(b)"))
+    out += [(f"Table {number}: ensemble {row.name} beats its best member", row.name, None)
+            for row in TABLES[number]["rows"] if row.kind == "ensemble"]
+    return out
+
+
 def findings(results: list[dict[str, Any]]) -> list[str]:
-    """The paper's qualitative claims, checked on measured mAP: one line each, "ok" or "NOT MET"."""
+    """The paper's qualitative claims (`claims`) about the tables in ``results``, checked on measured
+    mAP: one line each, "[ok]", "[NOT MET]", "[NOT RUN]" (a row the data could not give) or "[MISSING]"
+    (a row the result does not hold). Every claim of every table given gets a line."""
     lines = []
-
-    def check(claim: str, better: float | None, worse: float | None) -> None:
-        if better is None or worse is None:
-            return
-        verdict = "ok" if better > worse else "NOT MET"
-        lines.append(f"[{verdict}] {claim}: {better:.1f} vs {worse:.1f} mAP")
-
     for result in results:
         rows, number = _by_name(result), result["table"]
-        mAP = {name: row["measured"].get("mAP") for name, row in rows.items()}
-        if number in (1, 4):
-            for name, value in mAP.items():
-                if name.startswith("aLSTM") and "(b)" not in name:
-                    check(f"Table {number}: {name} beats LSTM-C3D (fc6)", value, mAP.get("LSTM-C3D (fc6)"))
-        if number == 3:
-            for name, value in mAP.items():
-                if name.startswith("aLSTM"):
-                    check(f"Table 3: {name} beats its vanilla LSTM", value, mAP.get(name[1:]))
-        if number == 4:
-            check("Table 4: variant (a) beats variant (b)", mAP.get("aLSTM-VGG_obj (fc8)"),
-                  mAP.get("aLSTM-VGG_obj (fc8)(b)"))
-        for name, row in rows.items():
-            if row["kind"] == "ensemble" and row.get("members"):
-                best = max(member["mAP"] for member in row["members"])
-                check(f"Table {number}: ensemble {name} beats its best member", mAP[name], best)
+        for claim, better_name, worse_name in claims(number):
+            absent = [n for n in (better_name, worse_name) if n is not None and n not in rows]
+            if absent:
+                lines.append(f"[MISSING] {claim}: Table {number} has no row {absent[0]!r}")
+                continue
+            better = rows[better_name]["measured"].get("mAP")
+            if worse_name is None:
+                members = rows[better_name].get("members") or []
+                worse = max((m["mAP"] for m in members), default=None)
+            else:
+                worse = rows[worse_name]["measured"].get("mAP")
+            if better is None or worse is None:
+                lines.append(f"[NOT RUN] {claim}: no measured mAP")
+                continue
+            verdict = "ok" if better > worse else "NOT MET"
+            lines.append(f"[{verdict}] {claim}: {better:.1f} vs {worse:.1f} mAP")
     return lines
 
 
