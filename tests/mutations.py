@@ -64,7 +64,8 @@ MUTATIONS = [
              "return float(np.mean(positives[np.arange(scores.shape[0]), top]))",
              "return float(np.mean(np.argmax(positives, axis=1) == top))"),
     Mutation("mAP and mAP_interpolated swapped in the report", "reproduce/metrics.py",
-             '"mAP": m_ap, "mAP_interpolated": m_ap_int,', '"mAP": m_ap_int, "mAP_interpolated": m_ap,'),
+             '"mAP": m_ap,\n        "mAP_interpolated": m_ap_int,',
+             '"mAP": m_ap_int,\n        "mAP_interpolated": m_ap,'),
     # learning
     Mutation("gradients zeroed after backward", "reproduce/train.py",
              "            loss.backward()\n",
