@@ -110,9 +110,13 @@ def precision_mode(device: torch.device, precision: str):
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: choose among {', '.join(PRECISIONS)}")
     if device.type != "cuda":
-        if precision != "float32":
-            raise ValueError(f"precision {precision} is measured on CUDA only")
-        yield
+        if precision == "tf32":
+            raise ValueError("precision tf32 exists on CUDA only")
+        if precision == "bfloat16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                yield
+        else:
+            yield
         return
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"

@@ -40,6 +40,12 @@ dropout mask differs); a precision is *usable* when both errors stay within ``PR
 The ≥ 0.80 target is the CPU's; on a GPU the fraction is reported for comparison only (B = 200 windows
 of 12 steps leave much of a large GPU idle in the recurrent part).
 
+On the CPU the passes run in float32 and in bfloat16 autocast (weights, gradients and the update in
+float32, as `alstm train --precision bfloat16`), the bfloat16 rows against a bfloat16 square torch.mm
+and checked against float64 like the CUDA ones. Target on a CPU that multiplies bfloat16 natively
+(AVX512-BF16 or AMX, `reproduce.precision.native_bfloat16`): the bfloat16 training step at least
+``TARGET_BF16_SPEEDUP`` times as fast as float32's, in the same run; n/a on other CPUs.
+
 Usage: ``python benchmarks/bench_bricks.py [--quick] [--repeats R] [--device cpu|cuda]
 [--precisions float32,tf32,bfloat16]``; writes ``benchmarks/results/bricks.json`` (CPU) or
 ``benchmarks/results/cuda/bricks.json`` and prints a table. Numbers are noisy on a shared machine.
@@ -63,6 +69,7 @@ import _common  # noqa: E402
 from bricks import AttentionLSTM  # noqa: E402
 
 TARGET_PEAK_FRACTION = 0.80
+TARGET_BF16_SPEEDUP = 1.8          # CPU bfloat16 training step vs float32, where bfloat16 is native
 # Largest relative error (scores and gradient, against float64) for a reduced precision to count as
 # keeping the results of float32: about what TF32's 10-bit mantissa gives over these products.
 PRECISION_TOLERANCE = 1e-2
@@ -170,7 +177,7 @@ def run_config(sizes: dict, repeats: int, peak_operands, seed: int, device: torc
             naive_forward(model, inputs, attended, mask)
 
     errors = precision_errors(model, inputs, attended, mask, targets, precision) \
-        if device.type == "cuda" else None
+        if device.type == "cuda" or precision != "float32" else None
     model.eval()
     with torch.inference_mode():
         ours = model(inputs, attended, mask).scores
@@ -224,8 +231,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed repetitions per pass (default 5 on the CPU, 20 on CUDA; quick 2)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--precisions", default=",".join(_common.PRECISIONS),
-                        help="CUDA only: comma-separated among float32, tf32, bfloat16 (default all)")
+    parser.add_argument("--precisions", default=None,
+                        help="comma-separated among float32, tf32 (CUDA), bfloat16 (default: all the device "
+                        "has: CUDA float32,tf32,bfloat16; CPU float32,bfloat16)")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON path (default results/bricks.json, or results/cuda/bricks.json)")
     parser.add_argument("--seed", type=int, default=0)
@@ -234,7 +242,8 @@ def main(argv=None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    precisions = args.precisions.split(",") if device.type == "cuda" else ["float32"]
+    default = _common.PRECISIONS if device.type == "cuda" else ("float32", "bfloat16")
+    precisions = args.precisions.split(",") if args.precisions else list(default)
     unknown = sorted(set(precisions) - set(_common.PRECISIONS))
     if unknown:
         parser.error(f"--precisions: unknown {', '.join(unknown)}; "
@@ -257,19 +266,32 @@ def main(argv=None) -> int:
             print(f"measuring {device.type} {precision} Da={Da} ...", file=sys.stderr, flush=True)
             results.append(run_config(sizes, repeats, peak_operands, args.seed, device, precision))
         del peak_operands
-    met = all(r["train_peak_fraction"] >= TARGET_PEAK_FRACTION for r in results) \
-        if device.type == "cpu" else None
+    from reproduce.precision import native_bfloat16
+
+    native = native_bfloat16()
+    float32_step = {r["sizes"]["Da"]: r["train_step_s"] for r in results if r["precision"] == "float32"}
+    for r in results:
+        if r["precision"] == "bfloat16" and r["sizes"]["Da"] in float32_step:
+            r["speedup_vs_float32"] = float32_step[r["sizes"]["Da"]] / r["train_step_s"]
+            r["speedup_met"] = r["speedup_vs_float32"] >= TARGET_BF16_SPEEDUP \
+                if device.type == "cpu" and native else None
+    met = all(r["train_peak_fraction"] >= TARGET_PEAK_FRACTION for r in results
+              if r["precision"] == "float32") if device.type == "cpu" else None
+    bf16_met = [r["speedup_met"] for r in results if r.get("speedup_met") is not None]
     payload = {
         "benchmark": "bricks",
         "quick": args.quick,
         "machine": _common.machine_description(),
         "device": _common.device_name(device),
-        "dtype": "float32" if device.type == "cpu" else "per config: precision",
+        "dtype": "per config: precision",
         "repeats": repeats,
         "peak_matmul_size": peak_size,
         "flop_count": "analytic matmul FLOPs, see benchmarks/bench_bricks.py docstring",
         "targets": {"train_peak_fraction_min": TARGET_PEAK_FRACTION, "met": met,
-                    "precision_tolerance": PRECISION_TOLERANCE},
+                    "precision_tolerance": PRECISION_TOLERANCE,
+                    "cpu_bfloat16_speedup_min": TARGET_BF16_SPEEDUP,
+                    "cpu_bfloat16_met": all(bf16_met) if bf16_met else None,
+                    "native_bfloat16": native},
         "note": "medians over interleaved repetitions on a shared machine (noisy); the target is judged on "
                 "the median step against the median peak, on the CPU only",
         "load_average_1_5_15_min": {"start": load_at_start, "end": os.getloadavg()},
@@ -288,10 +310,13 @@ def main(argv=None) -> int:
         ("inference_s", "infer s", ".4f"), ("inference_peak_fraction", "infer of peak", ".2f"),
         ("inference_speedup_vs_naive", "infer vs naive", ".2f"),
         ("scores_relative_error", "score err", ".1e"), ("gradient_relative_error", "grad err", ".1e"),
+        ("speedup_vs_float32", "vs float32", ".2f"),
     ]))
     verdict = "n/a on CUDA" if met is None else "met" if met else "NOT met"
-    print(f"target: training step >= {TARGET_PEAK_FRACTION:.0%} of measured matmul peak: {verdict}; "
-          f"written to {out}")
+    bf16 = payload["targets"]["cpu_bfloat16_met"]
+    bf16_verdict = "n/a (no native bfloat16)" if bf16 is None else "met" if bf16 else "NOT met"
+    print(f"target: float32 training step >= {TARGET_PEAK_FRACTION:.0%} of measured matmul peak: {verdict}; "
+          f"CPU bfloat16 step >= {TARGET_BF16_SPEEDUP}x float32: {bf16_verdict}; written to {out}")
     return 0
 
 

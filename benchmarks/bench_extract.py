@@ -17,7 +17,10 @@ sum of the two single-network rates), not the slower network alone; and it canno
 either. Its bound is the slower stage, min(decode, networks): the target is `pipeline / bound`
 ≥ 0.9 (the slower stage kept busy, the faster one hidden behind it). On the CPU the bound is the
 networks; on a GPU it is decoding. `pipeline / slower network` is reported beside it. On CUDA the
-same rows are measured in float32 (TF32 off) and with float16 autocast + channels_last. A GPU
+same rows are measured in float32 (TF32 off) and with float16 autocast + channels_last; on the CPU in
+float32 and with bfloat16 autocast (`alstm extract --precision bfloat16`, and what ``auto`` picks on a CPU
+with native bfloat16). Target there: the bfloat16 pipeline at least ``TARGET_BF16_SPEEDUP`` times as
+fast as float32's, in the same run (n/a on a CPU without native bfloat16). A GPU
 computes far faster than one decoder thread decodes, so ``--videos K`` runs the workload over K videos
 (the same file K times) decoded by ``--workers`` threads with a 2 GiB read-ahead allowance, as
 `alstm extract` does over a folder on CUDA.
@@ -49,6 +52,7 @@ from caffe_models.extract import CHUNK_LENGTH, FeatureExtractor, extract_videos 
 from caffe_models.video import decode_in_background  # noqa: E402
 
 TARGET_PIPELINE_FRACTION = 0.9
+TARGET_BF16_SPEEDUP = 1.5     # CPU bfloat16 pipeline vs float32, where bfloat16 is native
 
 
 def write_test_video(path: Path, frames: int, width: int, height: int, seed: int = 0) -> None:
@@ -183,7 +187,8 @@ def main(argv=None) -> int:
         video = Path(folder) / "bench.mp4"
         write_test_video(video, frames, width, height)
         for device in devices:
-            settings = [("float32", 4)] if device == "cpu" else [("float32", 32), ("float16", 32)]
+            settings = [("float32", 4), ("bfloat16", 4)] if device == "cpu" else \
+                [("float32", 32), ("float16", 32)]
             for precision, batch_size in settings:
                 cuda = device == "cuda"
                 workers = args.workers or (min(8, os.cpu_count() or 1) if cuda else 1)
@@ -191,8 +196,18 @@ def main(argv=None) -> int:
                 buffer = 2**31 if cuda else 0               # alstm extract's default --buffer-mb
                 rows.append(measure(video, device, precision, batch_size, repeats, workers, copies, buffer))
                 print(f"measured {device} {precision}", file=sys.stderr)
+    from reproduce.precision import native_bfloat16
+
+    native = native_bfloat16()
+    base = {r["device"]: r for r in rows if r["precision"] == "float32"}
+    for r in rows:
+        if r["device"] == "cpu" and r["precision"] == "bfloat16":
+            r["speedup_vs_float32"] = r["pipeline"] / base["cpu"]["pipeline"]
+            r["speedup_met"] = r["speedup_vs_float32"] >= TARGET_BF16_SPEEDUP if native else None
     payload = {
         "benchmark": "extract",
+        "native_bfloat16": native,
+        "cpu_bfloat16_speedup_min": TARGET_BF16_SPEEDUP,
         "quick": args.quick,
         "video": {"frames": frames, "width": width, "height": height, "codec": "h264 yuv420p"},
         "unit": "video frames per second (16 per C3D clip; VGG on 2 frames per clip; all with flips)",
@@ -211,6 +226,7 @@ def main(argv=None) -> int:
         ("networks_expected", "1/(1/V+1/C)", ".2f"),
         ("pipeline", "pipeline", ".2f"), ("pipeline_vs_networks", "pipe/nets", ".2f"),
         ("pipeline_vs_slower_network", "pipe/slower", ".2f"), ("pipeline_vs_bound", "pipe/bound", ".2f"),
+        ("speedup_vs_float32", "vs float32", ".2f"),
     ]))
     print(f"frames/s of video; target: pipeline ≥ {TARGET_PIPELINE_FRACTION:.0%} of its slower stage "
           f"(decoding, or both networks on decoded clips); load average {load_before[0]:.1f} → "

@@ -55,12 +55,18 @@ def _bricks(r: dict) -> list[tuple]:
     for c in r["configs"]:
         s = c["sizes"]
         on_cpu = c.get("device", "cpu") == "cpu"
-        precision = "" if on_cpu else f"{c['precision']} "
+        cpu_float32 = on_cpu and c.get("precision", "float32") == "float32"
+        precision = "" if cpu_float32 else f"{c['precision']} "
         what = f"{precision}training step, B={s['B']} Dv={s['Dv']} Da={s['Da']} H={s['H']}"
-        rows.append((f"{what}: fraction of matmul peak ({c['train_step_s']:.4g} s/step, "
-                     f"{c['train_gflops']:.1f} GFLOP/s)", _pct(c["train_peak_fraction"]),
-                     f">= {_pct(goal)}" if on_cpu else "- (CPU target)",
-                     c["train_peak_fraction"] >= goal if on_cpu else None))
+        rows.append((f"{what}: fraction of {c.get('precision', 'float32')} matmul peak "
+                     f"({c['train_step_s']:.4g} s/step, {c['train_gflops']:.1f} GFLOP/s)",
+                     _pct(c["train_peak_fraction"]),
+                     f">= {_pct(goal)}" if cpu_float32 else "- (CPU float32 target)",
+                     c["train_peak_fraction"] >= goal if cpu_float32 else None))
+        if on_cpu and "speedup_vs_float32" in c:
+            bf16_goal = r["targets"].get("cpu_bfloat16_speedup_min", 1.8)
+            rows.append((f"bfloat16 training step vs float32, Da={s['Da']} (n/a without native bfloat16)",
+                         f"{c['speedup_vs_float32']:.2f}x", f">= {bf16_goal}x", c.get("speedup_met")))
         rows.append((f"{precision}inference, Da={s['Da']}: s per batch "
                      f"({_pct(c['inference_peak_fraction'])} of peak)", _num(c["inference_s"], ".4g"),
                      "-", None))
@@ -98,6 +104,10 @@ def _extract(r: dict) -> list[tuple]:
                      f"({x['pipeline']:.2f} video frames/s; decode alone {x['decode']:.0f}, networks "
                      f"{x['networks']:.1f})", _pct(x["pipeline"] / bound),
                      f">= {_pct(goal)} of min(decode, networks)", x["pipeline"] / bound >= goal))
+        if "speedup_vs_float32" in x:
+            rows.append((f"{x['device']} bfloat16 pipeline vs float32 (n/a without native bfloat16)",
+                         f"{x['speedup_vs_float32']:.2f}x", f">= {r.get('cpu_bfloat16_speedup_min', 1.5)}x",
+                         x.get("speedup_met")))
     return rows
 
 

@@ -79,7 +79,8 @@ class FeatureExtractor:
     stays float32), or ``auto``: on the first batch each network runs in float32 and with ``auto_dtype``
     autocast, and keeps autocast only if every layer stays within ``tolerance`` (relative to its largest
     float32 value); the choice is recorded in ``source_info``. ``auto_dtype`` None means float32 (the
-    choice on CPU, where half precision is rarely faster). ``channels_last``: convolution memory format
+    choice on a CPU without native bfloat16; `alstm extract` passes bfloat16 on one with it, float16 on
+    CUDA). ``channels_last``: convolution memory format
     (a CUDA speed-up). The networks are moved to ``device`` and that format in place, in eval mode.
     """
 
@@ -249,6 +250,10 @@ class FeatureExtractor:
         how = f"auto: {label} deviates {worst:.1e} of the float32 scale (tolerance {self.tolerance:g})"
         self.precision[name] = (self.auto_dtype if worst <= self.tolerance else None, how)
         return exact
+
+    def describe_precision(self) -> str:
+        """One line: each network's precision and how it was chosen."""
+        return "; ".join(f"{name} {self._precision_text(name)}" for name in self.networks())
 
     def _precision_text(self, name: str) -> str:
         if name not in self.precision:

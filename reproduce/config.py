@@ -56,6 +56,9 @@ class TrainConfig:
     SPEC §3): None (the default) uses them when the file has them for every source the run reads and
     goes on without them otherwise; True requires them; False never reads them. A run records the
     resolved value. ``flip_prob`` is the probability that a training window is read flipped.
+    ``precision`` (`reproduce.precision`): float32 (the paper's tables), bfloat16 or float16 autocast
+    of the forward pass (weights, gradients and the momentum update stay float32), or auto (bfloat16 on
+    a CPU that multiplies it natively, else float32); a run records the resolved value.
     ``init_from``: a checkpoint whose parameters initialise this model wherever names and shapes
     agree (the Hollywood2 fine-tuning of an ActivityNet model; the classifier is re-initialised when
     the class count differs).
@@ -89,6 +92,7 @@ class TrainConfig:
     seed: int = 0
     flip: bool | None = None
     flip_prob: float = 0.5
+    precision: str = "float32"
     num_workers: int = 0
     init_from: str | None = None
 
@@ -126,6 +130,9 @@ class TrainConfig:
             problems.append(f"--dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.flip_prob <= 1.0:
             problems.append(f"--flip-prob must be in [0, 1], got {self.flip_prob}")
+        if self.precision not in ("auto", "float32", "bfloat16", "float16"):
+            problems.append(f"--precision must be one of auto, float32, bfloat16, float16, got "
+                            f"{self.precision!r}")
         if not self.lr > 0.0:
             problems.append(f"--lr must be positive, got {self.lr}")
         if not 0.0 <= self.momentum < 1.0:

@@ -27,6 +27,8 @@ from tqdm import tqdm
 
 from reproduce.errors import ReproduceError
 from reproduce.metrics import classification_report
+from reproduce.precision import autocast
+from reproduce.precision import resolve as resolve_precision
 
 _NO_VIDEO = "no video to evaluate: the split is empty or every video is shorter than a window"
 
@@ -71,9 +73,10 @@ def _concat(tensors: Sequence[torch.Tensor | None], device: torch.device) -> tor
 @torch.no_grad()
 def score_videos(model: torch.nn.Module, windows: Iterable, *, device: str | torch.device = "cpu",
                  loss_fn: Callable | None = None, window_batch: int = 400,
-                 progress: bool = False, desc: str = "evaluate") -> VideoScores:
+                 progress: bool = False, desc: str = "evaluate", precision: str = "float32") -> VideoScores:
     """Video scores of ``model`` (put in eval mode) over ``windows`` (pairs (video_id, Batch), e.g. a
-    TestWindows). ``loss_fn(step_logits (B, N, C), targets) -> (B,)`` adds the mean window loss."""
+    TestWindows). ``loss_fn(step_logits (B, N, C), targets) -> (B,)`` adds the mean window loss.
+    ``precision``: a resolved `reproduce.precision` choice for the forward pass."""
     device = torch.device(device)
     model.eval()
     ids, rows, positives = [], [], []
@@ -82,13 +85,14 @@ def score_videos(model: torch.nn.Module, windows: Iterable, *, device: str | tor
     with tqdm(total=total, desc=desc, unit="video", disable=not progress, leave=False) as bar:
         for group in _grouped(windows, window_batch):
             batches = [b for _, b in group]
-            out = model(_concat([b.inputs for b in batches], device),
-                        _concat([b.attended for b in batches], device),
-                        _concat([b.attended_mask for b in batches], device))
+            with autocast(precision, device):
+                out = model(_concat([b.inputs for b in batches], device),
+                            _concat([b.attended for b in batches], device),
+                            _concat([b.attended_mask for b in batches], device))
             scores = out.scores.double().cpu()                                          # (ΣB, C)
             if loss_fn is not None:
                 targets = _concat([b.targets for b in batches], device)
-                losses = loss_fn(out.step_logits, targets)                              # (ΣB,)
+                losses = loss_fn(out.step_logits.float(), targets)                      # (ΣB,)
                 loss_sum += float(losses.double().sum())
                 loss_count += losses.shape[0]
             start = 0
@@ -165,7 +169,8 @@ def report(scores: VideoScores, class_names: list[str], **extra: Any) -> dict[st
 def evaluate_checkpoints(data: str, checkpoints: Sequence[str], *, split: str = "test", crops: int = 40,
                          seed: int = 0, flip: bool | None = None, device: str | None = None,
                          window_batch: int = 400, progress: bool = False, dist=None,
-                         notice: Callable[[str], None] | None = None) -> tuple[dict[str, Any], VideoScores]:
+                         notice: Callable[[str], None] | None = None,
+                         precision: str = "float32") -> tuple[dict[str, Any], VideoScores]:
     """Report of one checkpoint, or of the ensemble of several, on ``split`` of the file ``data``.
     With ``dist`` (a `reproduce.distributed.Distributed` of a torchrun job) every rank scores its share
     of the videos on ``dist.device`` and gets the merged result, equal to one process's.
@@ -174,13 +179,16 @@ def evaluate_checkpoints(data: str, checkpoints: Sequence[str], *, split: str = 
     ``excluded_videos`` (shorter than a window) and, for an ensemble, ``members`` (each one's
     accuracy, mAP and mAP_interpolated alone). ``flip`` (`resolve_flip`): None adds the flipped windows
     when the file has them for every source a model reads, True requires them, False leaves them out;
-    the report's ``flip`` is what was done, and ``notice`` hears when they were left out for want of them."""
+    the report's ``flip`` is what was done, and ``notice`` hears when they were left out for want of them.
+    ``precision`` (`reproduce.precision`; float32 by default, as the paper's tables) is recorded resolved
+    in the report."""
     from fuel_datasets.streams import TestWindows, WindowSpec
     from reproduce.checkpoint import load_model
     from reproduce.distributed import score_sharded, single_process
 
     dist = dist or single_process(device)
     device = dist.device
+    precision = resolve_precision(precision, device)
     loaded, class_names = [], None
     for path in checkpoints:
         model, meta = load_model(path, device=device)
@@ -201,11 +209,11 @@ def evaluate_checkpoints(data: str, checkpoints: Sequence[str], *, split: str = 
         try:
             members.append(score_sharded(dist, windows, lambda share, model=model, path=path: score_videos(
                 model, share, device=device, window_batch=window_batch, progress=progress and dist.is_main,
-                desc=str(path)), window_batch))
+                desc=str(path), precision=precision), window_batch))
         finally:
             windows.close()
     scores = ensemble_scores(members)
-    extra = {"split": split, "crops": crops, "flip": flip, "seed": seed,
+    extra = {"split": split, "crops": crops, "flip": flip, "seed": seed, "precision": precision,
              "checkpoints": [str(p) for p in checkpoints], "excluded_videos": excluded}
     if len(members) > 1:
         extra["members"] = [
@@ -244,7 +252,8 @@ def evaluate_baseline(data: str, source: str = "c3d_fc8", *, split: str = "test"
             progress=progress and dist.is_main))
     finally:
         windows.close()
-    extra = {"split": split, "crops": crops, "flip": flip, "seed": seed, "baseline": source,
+    extra = {"split": split, "crops": crops, "flip": flip, "seed": seed, "precision": "float32",
+             "baseline": source,
              "softmax_applied": not already, "excluded_videos": len(windows.excluded)}
     return report(scores, class_names, **extra), scores
 

@@ -62,6 +62,8 @@ from reproduce.errors import ReproduceError
 from reproduce.evaluate import score_videos
 from reproduce.metrics import classification_report
 from reproduce.optim import build_optimizer, learning_rate, set_learning_rate
+from reproduce.precision import autocast
+from reproduce.precision import resolve as resolve_precision
 from reproduce.train_data import open_train_data, window_batches
 
 # Fields a resumed run may change: they do not alter the updates already done.
@@ -178,6 +180,7 @@ def train(config: TrainConfig, out_dir: str, *, resume: bool = False, device: st
     config.validate()
     dist = dist or single_process(device)
     device = dist.device
+    config = config.replace(precision=resolve_precision(config.precision, device))
     last_path, best_path = os.path.join(out_dir, "last.pt"), os.path.join(out_dir, "best.pt")
 
     def read_saved() -> dict[str, Any] | None:     # rank 0 reads the run folder; every rank gets the result
@@ -276,7 +279,7 @@ def train(config: TrainConfig, out_dir: str, *, resume: bool = False, device: st
     def validate() -> None:
         nonlocal metrics
         result = score_sharded(dist, data.valid, lambda windows: score_videos(
-            model, windows, device=device, window_batch=400,
+            model, windows, device=device, window_batch=400, precision=config.precision,
             loss_fn=lambda logits, targets: window_loss(logits, targets, config.multilabel, config.loss)))
         model.train()
         report = classification_report(result.scores, result.positives, data.class_names)
@@ -296,8 +299,9 @@ def train(config: TrainConfig, out_dir: str, *, resume: bool = False, device: st
             inputs, attended, mask, targets = next(stream)
             lr = learning_rate(config, done)
             set_learning_rate(optimizer, lr)
-            out = forward(inputs, attended, mask, generator=dropout_rng)
-            loss = window_loss(out.step_logits, targets, config.multilabel, config.loss).mean()
+            with autocast(config.precision, device):   # weights, gradients, momentum stay float32
+                out = forward(inputs, attended, mask, generator=dropout_rng)
+            loss = window_loss(out.step_logits.float(), targets, config.multilabel, config.loss).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -69,7 +69,9 @@ def files(tmp_path_factory):
 
 
 def highlight(*argv):
-    return main(["highlight", *map(str, argv), "--allow-random-weights", "--quiet"])
+    """The command, in float32 unless told otherwise: the tests compare with float32 computations."""
+    precision = [] if "--precision" in argv else ["--precision", "float32"]
+    return main(["highlight", *map(str, argv), *precision, "--allow-random-weights", "--quiet"])
 
 
 def direct_windows(truth, checkpoint, starts, c3d=None, vgg=None):
@@ -260,3 +262,26 @@ def test_weights_recorded_with_the_training_features_are_found_by_name_and_hash(
     capsys.readouterr()
     one_line_error(capsys, [root / "video.mp4", "--checkpoint", ckpt, "--out", out, "--quiet",
                             "--weights-dir", tmp_path / "weights"], "no weight file for vgg_obj")
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "auto"])
+def test_highlight_precision_is_recorded_and_bfloat16_stays_close(files, tmp_path, precision, monkeypatch,
+                                                                   capsys):
+    """bfloat16 features (8-bit mantissa) move the window scores by well under 5e-2 here; ``auto`` on a
+    CPU without native bfloat16 is float32."""
+    import reproduce.precision as precision_module
+
+    monkeypatch.setattr(precision_module, "native_bfloat16", lambda flags=None: False)
+    root, truth = files
+    out = tmp_path / "report"
+    assert highlight(root / "video.mp4", "--checkpoint", root / "run", "--out", out, "--precision",
+                     precision) == 0
+    data = json.loads((out / "highlights.json").read_text())
+    expected = "bfloat16 autocast (requested)" if precision == "bfloat16" else "float32 (auto)"
+    assert data["precision"] == f"c3d {expected}; vgg_obj {expected}"
+    assert f"precision: {data['precision']}" in capsys.readouterr().out
+    starts = [w["start_frame"] for w in data["windows"]]
+    scores, _, meta = direct_windows(truth, root / "run" / "best.pt", starts)
+    by_class = {c["class"]: c["score"] for c in data["top_classes"]}
+    for name, value in by_class.items():
+        assert abs(value - scores.mean(0)[meta["class_names"].index(name)]) <= 5e-2

@@ -191,7 +191,9 @@ def test_extractor_rejects_unknown_layers_and_precisions():
 
 
 def run_cli(*argv):
-    return main(["extract", *map(str, argv)])
+    """The command, in float32 unless told otherwise: the tests compare with float32 computations."""
+    precision = [] if "--precision" in argv else ["--precision", "float32"]
+    return main(["extract", *map(str, argv), *precision])
 
 
 def test_random_weights_are_refused_unless_allowed(tmp_path, small_networks, capsys, clip_videos):

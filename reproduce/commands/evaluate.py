@@ -31,6 +31,7 @@ import numpy as np
 
 from reproduce.atomic import write_atomically, write_json
 from reproduce.errors import ReproduceError
+from reproduce.precision import PRECISIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                         help="add the windows on flipped frames (<source>_flip); default: when the file has "
                         "them for every source read (otherwise evaluation goes on without them and says so)")
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS,
+                        help="float32 (default: the paper's tables), bfloat16 / float16 (CUDA) autocast, or "
+                        "auto: bfloat16 on a CPU with native bfloat16, else float32")
     parser.add_argument("--frames", type=int, default=192, help="window length F of the baseline")
     parser.add_argument("--steps", type=int, default=12, help="chunks N per window of the baseline")
     parser.add_argument("--json", metavar="OUT", default=None, help="write the full report as JSON")
@@ -91,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             result, scores = evaluate_checkpoints(
                 args.data, [_checkpoint_path(p) for p in args.checkpoint], split=args.split, crops=args.crops,
-                seed=args.seed, flip=args.flip, progress=not args.quiet, dist=dist, notice=notice)
+                seed=args.seed, flip=args.flip, progress=not args.quiet, dist=dist, notice=notice,
+                precision=args.precision)
         if not dist.is_main:
             return 0                                # rank 0 writes and prints the merged report
     result = _plain(result)
@@ -108,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     what = f"baseline {args.baseline}" if args.baseline else ", ".join(result["checkpoints"])
     windows = f"{args.crops}+{args.crops} flipped" if result["flip"] else f"{args.crops}"
     print(f"{what} on {args.split} ({result['num_videos']} videos, {windows} windows each, "
-          f"{result['excluded_videos']} too short)")
+          f"{result['excluded_videos']} too short; {result.get('precision', 'float32')})")
     print(f"accuracy {pct(result['accuracy'])}%  hit@3 {pct(result['hit_at_3'])}%  "
           f"mAP {pct(result['mAP'])}%  mAP (ActivityNet interpolated) {pct(result['mAP_interpolated'])}%")
     for member in result.get("members", []):

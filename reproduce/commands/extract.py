@@ -37,6 +37,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -85,8 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_.add_argument("--device", default=None,
                       help="cpu or cuda[:K] (default: $ALSTM_DEVICE, else cuda if available)")
     run_.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                      help="network precision (auto: float32 on CPU; on CUDA float16 autocast if the first "
-                      "batch stays within 1%% of float32, else float32)")
+                      help="network precision (auto: on a CPU with native bfloat16, bfloat16 autocast, on "
+                      "CUDA float16 autocast, either kept only if the first batch stays within 1%% of "
+                      "float32; float32 elsewhere); the choice is printed and recorded in the file")
     run_.add_argument("--clip-batch", type=int, default=None,
                       help="16-frame clips per network call (default: cpu 4, cuda 32)")
     run_.add_argument("--workers", type=int, default=None,
@@ -267,8 +269,12 @@ def build_extractor(args, device: str):
 
     cuda = device.startswith("cuda")
     kwargs = {"c3d_mean": mean, "mean_description": mean_text} if mean is not None else {}
+    from reproduce.precision import native_bfloat16, resolve
+
+    resolve(args.precision, device)                 # float16 on a CPU is refused here, in one line
+    auto_dtype = torch.float16 if cuda else (torch.bfloat16 if native_bfloat16() else None)
     extractor = FeatureExtractor(c3d, vgg, args.layers, flip=args.flip, device=device,
-                                 precision=args.precision, auto_dtype=torch.float16 if cuda else None,
+                                 precision=args.precision, auto_dtype=auto_dtype,
                                  channels_last=cuda, **kwargs)
     if c3d is not None and c3d.has_real_weights and mean is None:
         print("alstm extract: warning: no --c3d-mean; C3D uses the per-channel mean (104, 117, 128), not the "
@@ -386,7 +392,11 @@ def run(args: argparse.Namespace) -> int:
     if world > 1 and os.path.exists(out + ".done"):
         os.remove(out + ".done")
     attrs = {"generator": "alstm extract", "random_weights": ", ".join(random_nets) or "none"}
-    with FeatureWriter(out, class_names=class_names, multilabel=multilabel, attrs=attrs) as writer:
+    from caffe_models import RandomWeightsWarning
+
+    with FeatureWriter(out, class_names=class_names, multilabel=multilabel, attrs=attrs) as writer, \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)   # said once above, in the command's words
         summary = extract_videos(
             [(vid, path) for vid, path in mine if vid not in merged], writer, extractor, targets=targets,
             split=args.split, batch_size=batch_size, workers=workers, queue_size=args.queue_size,
@@ -398,6 +408,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"extracted {len(summary.written)} videos ({len(summary.partial)} partial), skipped {present}"
           f" already present, {len(summary.failed)} failed{where}; {summary.frames} frames in "
           f"{summary.seconds:.1f} s ({rate:.1f} frames/s)")
+    if summary.written:
+        print(f"precision: {extractor.describe_precision()}")
     failed = dict(summary.failed)
     if world > 1:
         write_json(out + ".done", {"videos": [vid for vid, _ in mine], "failed": failed})

@@ -74,6 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_ = parser.add_argument_group("running")
     run_.add_argument("--device", default=None,
                       help="cpu or cuda[:K] (default: $ALSTM_DEVICE, else cuda if available)")
+    run_.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                      help="precision of the feature networks (auto: bfloat16 autocast on a CPU with native "
+                      "bfloat16, float16 on CUDA, each kept only if the first batch stays within 1%% of "
+                      "float32; float32 elsewhere); recorded in highlights.json")
     run_.add_argument("--clip-batch", type=int, default=None,
                       help="16-frame clips per network call (default: cpu 4, cuda 32)")
     run_.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -196,8 +200,16 @@ def build_extractor(args, loaded, device: str):
     kwargs = {}
     if args.c3d_mean:
         kwargs = {"c3d_mean": load_mean(args.c3d_mean), "mean_description": os.path.basename(args.c3d_mean)}
+    import torch
+
+    from reproduce.precision import native_bfloat16, resolve
+
+    resolve(args.precision, device)                 # float16 on a CPU is refused here, in one line
+    cuda = device.startswith("cuda")
     extractor = FeatureExtractor(nets.get("c3d"), {n[4:]: v for n, v in nets.items() if n != "c3d"},
-                                 layers, flip=False, device=device, precision="float32",
+                                 layers, flip=False, device=device, precision=args.precision,
+                                 auto_dtype=torch.float16 if cuda else (torch.bfloat16 if native_bfloat16()
+                                                                        else None),
                                  attended_stride=attended_stride, **kwargs)
     made = extractor.sources
     for path, model, _, reading in loaded:
@@ -387,6 +399,7 @@ def run(args: argparse.Namespace) -> int:
                                threshold=args.threshold, gap=args.merge_gap)
         highlights["extractors"] = {n: net.weights_description for n, net in extractor.networks().items()}
         highlights["random_weights"] = random_nets
+        highlights["precision"] = extractor.describe_precision()
         write_json(os.path.join(args.out, "highlights.json"), highlights, indent=1)
         write_report(args.out, highlights, store.load(report_frames(highlights)))
     finally:
@@ -402,5 +415,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"clip: {args.clip} ({count} frames)")
         else:
             print("alstm highlight: warning: no highlighted moment, so no clip was written", file=sys.stderr)
+    print(f"precision: {highlights['precision']}")
     print(f"report: {os.path.join(args.out, 'report.html')}")
     return 0

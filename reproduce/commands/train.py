@@ -32,10 +32,11 @@ import sys
 
 from reproduce.config import LOSSES, OPTIMIZERS, VARIANTS, TrainConfig, activitynet, hollywood2_finetune
 from reproduce.errors import ReproduceError
+from reproduce.precision import PRECISIONS
 
 # Short names the design's command line uses, beside the 1:1 field flags.
 _ALIASES = {"input_source": ["--input"], "attended_source": ["--attend"]}
-_CHOICES = {"variant": VARIANTS, "loss": LOSSES, "optimizer": OPTIMIZERS}
+_CHOICES = {"variant": VARIANTS, "loss": LOSSES, "optimizer": OPTIMIZERS, "precision": PRECISIONS}
 _HELP = {
     "data": "feature HDF5 file (from `alstm synth`, `alstm extract` or `alstm dataset convert`)",
     "input_source": "source of the input-data v_t, e.g. c3d_fc6",
@@ -44,6 +45,9 @@ _HELP = {
     "flip": "read the features of flipped frames (<source>_flip); default: when the file has them for "
             "every source the run reads (otherwise the run goes on without them and says so)",
     "flip_prob": "probability that a training window is read flipped (default 0.5)",
+    "precision": "float32 (default: the paper's tables), or bfloat16 / float16 (CUDA) autocast of the "
+                 "forward pass with float32 weights and updates, or auto: bfloat16 on a CPU with native "
+                 "bfloat16, else float32",
     "blocks_compat": "all semantics of the original Blocks model (SPEC §9); implies --peepholes",
     "init_from": "checkpoint whose parameters initialise the model where names and shapes agree",
     "validate_every": "updates between validations (0: no validation, best.pt = final model)",
