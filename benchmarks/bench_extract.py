@@ -108,6 +108,26 @@ def rates_of(workloads: dict, frames: int, device: str, repeats: int) -> dict[st
     return {name: frames / _common.median(values) for name, values in times.items()}
 
 
+def peak_fractions(extractor, clip: torch.Tensor, precision: str, row: dict) -> dict:
+    """The networks' and the pipeline's GFLOP/s as fractions of this precision's matmul peak (a square
+    torch.mm of float32 or bfloat16 operands, median of 5), the FLOPs of one clip (both networks, with
+    flips) counted by torch's FlopCounterMode (convolutions and matrix products)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        extractor([clip])
+    per_clip = counter.get_total_flops()
+    operands = _common.peak_operands_for(precision, 2048, 0, torch.device("cpu"))
+    out = torch.empty_like(operands[0])
+    _common.matmul_peak_seconds(operands, out)                                  # warm-up
+    peak = _common.matmul_flops(2048) / _common.median(
+        [_common.matmul_peak_seconds(operands, out) for _ in range(5)]) / 1e9
+    networks = per_clip * row["networks"] / CHUNK_LENGTH / 1e9
+    pipeline = per_clip * row["pipeline"] / CHUNK_LENGTH / 1e9
+    return {"gflop_per_clip": per_clip / 1e9, "peak_gflops": peak, "networks_gflops": networks,
+            "networks_peak_fraction": networks / peak, "pipeline_peak_fraction": pipeline / peak}
+
+
 def measure(video: Path, device: str, precision: str, batch_size: int, repeats: int, workers: int,
             copies: int = 1, buffer_bytes: int = 0) -> dict:
     channels_last = device.startswith("cuda") and precision != "float32"
@@ -150,6 +170,8 @@ def measure(video: Path, device: str, precision: str, batch_size: int, repeats: 
     row["bound"] = min(row["decode"], row["networks"])
     row["pipeline_vs_bound"] = row["pipeline"] / row["bound"]
     row["target_met"] = row["pipeline_vs_bound"] >= TARGET_PIPELINE_FRACTION
+    if device == "cpu":
+        row.update(peak_fractions(both, clips[0], precision, row))
     return row
 
 
@@ -226,7 +248,7 @@ def main(argv=None) -> int:
         ("networks_expected", "1/(1/V+1/C)", ".2f"),
         ("pipeline", "pipeline", ".2f"), ("pipeline_vs_networks", "pipe/nets", ".2f"),
         ("pipeline_vs_slower_network", "pipe/slower", ".2f"), ("pipeline_vs_bound", "pipe/bound", ".2f"),
-        ("speedup_vs_float32", "vs float32", ".2f"),
+        ("speedup_vs_float32", "vs float32", ".2f"), ("networks_peak_fraction", "nets of peak", ".2f"),
     ]))
     print(f"frames/s of video; target: pipeline ≥ {TARGET_PIPELINE_FRACTION:.0%} of its slower stage "
           f"(decoding, or both networks on decoded clips); load average {load_before[0]:.1f} → "

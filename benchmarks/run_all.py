@@ -100,9 +100,11 @@ def _extract(r: dict) -> list[tuple]:
     for x in r["rows"]:
         bound = min(x["decode"], x["networks"])
         slower = "decoding" if x["decode"] < x["networks"] else "both networks"
+        peak = (f"; networks at {_pct(x['networks_peak_fraction'])} of the {x['precision']} matmul peak"
+                if "networks_peak_fraction" in x else "")
         rows.append((f"{x['device']} {x['precision']}: pipeline vs its slower stage, {slower} "
                      f"({x['pipeline']:.2f} video frames/s; decode alone {x['decode']:.0f}, networks "
-                     f"{x['networks']:.1f})", _pct(x["pipeline"] / bound),
+                     f"{x['networks']:.1f}{peak})", _pct(x["pipeline"] / bound),
                      f">= {_pct(goal)} of min(decode, networks)", x["pipeline"] / bound >= goal))
         if "speedup_vs_float32" in x:
             rows.append((f"{x['device']} bfloat16 pipeline vs float32 (n/a without native bfloat16)",
