@@ -154,3 +154,35 @@ def test_convert_maps_examples_to_videos_of_our_layout(tmp_path):
     with pytest.raises(DatasetError, match="cannot become 'training'"):
         convert_legacy(legacy, tmp_path / "x.h5", split_names={"train": "training"})
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_train_and_evaluate_take_a_legacy_file_as_it_is(tmp_path, capsys):
+    """The natural first call on a Fuel file works: it is converted once, beside it, and said so."""
+    from reproduce.cli import main
+
+    legacy = tmp_path / "legacy.hdf5"
+    rng = np.random.default_rng(0)
+    labels = np.arange(12) % 3
+    seqs = [(rng.standard_normal((6, 4)) + labels[e]).astype(np.float32) for e in range(12)]
+    with h5py.File(legacy, 'w') as f:
+        add_vlen(f, 'c3d_fc6', seqs)
+        y = f.create_dataset('targets', data=labels.reshape(-1, 1).astype('uint8'))
+        y.dims[0].label, y.dims[1].label = 'batch', 'index'
+        everything = {'c3d_fc6': (0, 8), 'targets': (0, 8)}
+        f.attrs['split'] = split_array({'train': everything, 'test': {k: (8, 12) for k in everything}})
+        f.attrs['h5py_interface_version'] = b'0.3'
+    flags = ["--input", "c3d_fc6", "--frames", "48", "--steps", "3", "--batch-size", "4", "--iterations", "2",
+             "--validate-every", "0", "--hidden-dim", "8", "--quiet"]
+    assert main(["train", "--data", str(legacy), "--out", str(tmp_path / "run"), *flags]) == 0
+    converted = tmp_path / "legacy.alstm.h5"
+    notes = capsys.readouterr().err.strip().splitlines()
+    assert notes[0] == (f"alstm train: note: {legacy} is a legacy Fuel file: converted to {converted} (this "
+                        "project's layout, one row per 16 frames; `alstm dataset convert` offers other "
+                        "settings), which is read instead")
+    assert "no c3d_fc6_flip" in notes[1] and len(notes) == 2
+    with open_dataset(converted) as ds:
+        np.testing.assert_array_equal(ds.read("c3d_fc6", "000005"), seqs[5])
+    assert main(["evaluate", "--data", str(legacy), "--checkpoint", str(tmp_path / "run"), "--crops", "2",
+                 "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "already converted" in captured.err and "(4 videos" in captured.out

@@ -84,8 +84,11 @@ def run(args: argparse.Namespace) -> int:
         raise ReproduceError("give either --checkpoint (one or more) or --baseline SOURCE")
     if args.crops < 1:
         raise ReproduceError("--crops must be at least 1")
+    from reproduce.legacy_data import readable_data
+
     device = "cpu" if args.baseline else args.device
     notice = lambda text: print(f"alstm evaluate: note: {text}", file=sys.stderr)  # noqa: E731
+    args.data = readable_data(args.data, notice)                # a legacy Fuel file: converted once
     with setup(getattr(args, "torchrun", None), device) as dist:   # one process, or a torchrun job
         if args.baseline:
             result, scores = evaluate_baseline(args.data, args.baseline, split=args.split, crops=args.crops,

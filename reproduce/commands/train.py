@@ -105,17 +105,23 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return base.replace(**given)
 
 
+def _note(text: str) -> None:
+    print(f"alstm train: note: {text}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from reproduce.distributed import setup
+    from reproduce.legacy_data import readable_data
     from reproduce.train import train
 
     config = config_from_args(args)
+    config = config.replace(data=readable_data(config.data, _note))   # a legacy Fuel file: converted once
     if args.checkpoint_every < 1 or args.log_every < 1:
         raise ReproduceError("--checkpoint-every and --log-every must be at least 1")
     with setup(getattr(args, "torchrun", None), args.device) as dist:   # one process, or a torchrun job
         result = train(config, args.out, resume=args.resume, checkpoint_every=args.checkpoint_every,
                        log_every=args.log_every, progress=not args.quiet, dist=dist,
-                       notice=lambda text: print(f"alstm train: note: {text}", file=sys.stderr))
+                       notice=_note)
         if not dist.is_main:
             return 0
     how = "stopped early" if result.stopped_early else "finished"
