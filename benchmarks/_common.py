@@ -23,14 +23,9 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 def cpu_model_name() -> str:
     """The CPU's marketing name from /proc/cpuinfo, or platform.processor() elsewhere."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from reproduce.precision import cpu_model
+
+    return cpu_model()
 
 
 def machine_description() -> dict:

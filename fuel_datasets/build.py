@@ -45,7 +45,13 @@ from tqdm import tqdm
 
 from fuel_datasets.activitynet import activitynet_protocol, class_list, load_activitynet_json
 from fuel_datasets.errors import DatasetError
-from fuel_datasets.feature_inputs import FeatureInput, SourceRows, VideoMeta, open_feature_input
+from fuel_datasets.feature_inputs import (
+    FeatureInput,
+    SourceRows,
+    VideoMeta,
+    open_feature_input,
+    parse_feature_spec,
+)
 from fuel_datasets.hollywood2 import read_hollywood2
 from fuel_datasets.layout import open_dataset
 from fuel_datasets.writer import FeatureWriter
@@ -162,7 +168,7 @@ def open_features(specs: Sequence[str], strides: dict[str, int] | int | None = N
     try:
         for spec in specs:
             if isinstance(strides, dict):
-                name, _, path = spec.rpartition("=")
+                name, path = parse_feature_spec(spec)
                 stride = strides.get(name) or strides.get(path) or strides.get(Path(path).name)
             else:
                 stride = strides
@@ -297,8 +303,7 @@ def _check_out(out, inputs: Sequence) -> None:
     """DatasetError if ``out`` would replace one of the inputs (``[NAME=]PATH`` strings or paths)."""
     target = Path(out).resolve()
     for item in inputs:
-        path = Path(str(item).partition("=")[2] if "=" in str(item) and not os.path.exists(item) else item)
-        if path.resolve() == target:
+        if Path(parse_feature_spec(str(item))[1]).resolve() == target:
             raise DatasetError(f"--out {out} is one of the inputs ({item}); write the dataset to another "
                                "file")
 
@@ -326,8 +331,7 @@ def _identity(dataset: str, annotations, features: Sequence[str], **options) -> 
         st = os.stat(path)
         return [path, st.st_size, st.st_mtime_ns]
 
-    specs = [(spec.partition("=")[0] if "=" in spec and not os.path.exists(spec) else "", stamp(
-        spec.partition("=")[2] if "=" in spec and not os.path.exists(spec) else spec)) for spec in features]
+    specs = [(name, stamp(path)) for name, path in map(parse_feature_spec, features)]
     payload = json.dumps([dataset, stamp(str(annotations)), specs, options], sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 

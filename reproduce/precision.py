@@ -29,16 +29,28 @@ _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def cpu_flags(path: str | os.PathLike = "/proc/cpuinfo") -> frozenset[str]:
-    """The processor's feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+def _cpuinfo_field(names: tuple[str, ...], path: str | os.PathLike) -> str | None:
+    """The first ``name : value`` line of Linux's ``/proc/cpuinfo`` for one of ``names`` (None elsewhere)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.startswith(("flags", "Features")):
-                    return frozenset(line.split(":", 1)[1].split())
+                if line.startswith(names):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+def cpu_flags(path: str | os.PathLike = "/proc/cpuinfo") -> frozenset[str]:
+    """The processor's feature flags (empty where ``/proc/cpuinfo`` does not exist)."""
+    return frozenset((_cpuinfo_field(("flags", "Features"), path) or "").split())
+
+
+def cpu_model(path: str | os.PathLike = "/proc/cpuinfo") -> str:
+    """The processor's model name, or what Python's platform module says where /proc/cpuinfo is absent."""
+    import platform
+
+    return _cpuinfo_field(("model name",), path) or platform.processor() or "unknown"
 
 
 def native_bfloat16(flags: frozenset[str] | None = None) -> bool:
@@ -60,6 +72,16 @@ def resolve(precision: str, device: str | torch.device, *, native: bool | None =
     if device.type == "cpu" and (native_bfloat16() if native is None else native):
         return "bfloat16"
     return "float32"
+
+
+def network_autocast_dtype(precision: str, device: str | torch.device) -> torch.dtype | None:
+    """The low precision extraction's ``auto`` tries on ``device`` (`caffe_models.extract`): float16 on
+    CUDA, bfloat16 on a CPU with native bfloat16, None (float32) otherwise. ``precision`` is checked
+    (float16 on a CPU is refused)."""
+    resolve(precision, device)
+    if torch.device(device).type == "cuda":
+        return torch.float16
+    return torch.bfloat16 if native_bfloat16() else None
 
 
 def autocast(precision: str, device: str | torch.device):

@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from reproduce.experiments import DataFiles, Runner, synth_configs
+from reproduce.precision import cpu_model
 from reproduce.tables import RunSettings
 
 GOLDEN = Path(__file__).parent / "golden" / "quick_findings.json"
@@ -111,20 +112,6 @@ def test_attention_mass_sits_on_salient_frames(bench):
     assert precision > max(0.5, 2.0 * base_rate), (precision, base_rate)
 
 
-def cpu_model() -> str:
-    """The processor's model name (Linux), or what Python's platform module says."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform as stdlib_platform
-
-    return stdlib_platform.processor() or "unknown"
-
-
 def platform() -> dict:
     """What decides the order of the float sums in a one-thread CPU run: torch's version and kernels,
     and the processor (MKL and oneDNN choose their kernels by it, beyond torch's capability level)."""
@@ -139,6 +126,7 @@ def matching_record(records: list[dict], here: dict) -> dict | None:
     return max(matches, key=lambda r: len(r["platform"]), default=None)
 
 
+@pytest.mark.parametrize("bench", ["float32"], indirect=True)   # the golden numbers are float32's
 def test_golden_numbers(bench):
     """The quick benchmark's measured accuracy and mAP, recorded in the repository (±TOLERANCE points)
     with the platform that measured them, one record per platform. Elsewhere (another torch, other CPU
@@ -147,9 +135,7 @@ def test_golden_numbers(bench):
     another between two AVX512 processors under the same torch), so the comparison is skipped there;
     the findings above are asserted on every platform. Set ALSTM_UPDATE_GOLDEN=1 to record this
     platform's numbers after a deliberate change."""
-    runner, reports = bench
-    if runner.settings.changes["precision"] != "float32":
-        pytest.skip("the golden numbers are float32's; the findings above ran in this precision too")
+    _, reports = bench
     measured = {key: {m: round(_pct(reports[key], m), 2) for m in ("accuracy", "mAP")} for key in MODELS}
     stored = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {"records": []}
     records = stored["records"] if "records" in stored else [stored]

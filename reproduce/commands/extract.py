@@ -42,6 +42,7 @@ import warnings
 import numpy as np
 
 from reproduce.atomic import write_json
+from reproduce.commands.common import add_network_arguments
 from reproduce.errors import ReproduceError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
@@ -85,12 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_ = parser.add_argument_group("running")
     run_.add_argument("--device", default=None,
                       help="cpu or cuda[:K] (default: $ALSTM_DEVICE, else cuda if available)")
-    run_.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                      help="network precision (auto: on a CPU with native bfloat16, bfloat16 autocast, on "
-                      "CUDA float16 autocast, either kept only if the first batch stays within 1%% of "
-                      "float32; float32 elsewhere); the choice is printed and recorded in the file")
-    run_.add_argument("--clip-batch", type=int, default=None,
-                      help="16-frame clips per network call (default: cpu 4, cuda 32)")
+    add_network_arguments(run_)
     run_.add_argument("--workers", type=int, default=None,
                       help="decoding threads (default 1 on the CPU, where the networks are the slower stage; "
                       "up to 8 on CUDA, where decoding is)")
@@ -265,16 +261,14 @@ def build_extractor(args, device: str):
 
         mean = load_mean(args.c3d_mean)
         mean_text = f"{os.path.basename(args.c3d_mean)} (sha256 {file_sha256(args.c3d_mean)})"
-    import torch
 
     cuda = device.startswith("cuda")
     kwargs = {"c3d_mean": mean, "mean_description": mean_text} if mean is not None else {}
-    from reproduce.precision import native_bfloat16, resolve
+    from reproduce.precision import network_autocast_dtype
 
-    resolve(args.precision, device)                 # float16 on a CPU is refused here, in one line
-    auto_dtype = torch.float16 if cuda else (torch.bfloat16 if native_bfloat16() else None)
     extractor = FeatureExtractor(c3d, vgg, args.layers, flip=args.flip, device=device,
-                                 precision=args.precision, auto_dtype=auto_dtype,
+                                 precision=args.precision,
+                                 auto_dtype=network_autocast_dtype(args.precision, device),
                                  channels_last=cuda, **kwargs)
     if c3d is not None and c3d.has_real_weights and mean is None:
         print("alstm extract: warning: no --c3d-mean; C3D uses the per-channel mean (104, 117, 128), not the "

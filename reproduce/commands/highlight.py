@@ -41,6 +41,7 @@ from fractions import Fraction
 import numpy as np
 
 from reproduce.atomic import write_json
+from reproduce.commands.common import add_network_arguments
 from reproduce.commands.extract import VGG_FAMILIES, new_c3d, new_vgg
 from reproduce.errors import ReproduceError
 
@@ -74,12 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_ = parser.add_argument_group("running")
     run_.add_argument("--device", default=None,
                       help="cpu or cuda[:K] (default: $ALSTM_DEVICE, else cuda if available)")
-    run_.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                      help="precision of the feature networks (auto: bfloat16 autocast on a CPU with native "
-                      "bfloat16, float16 on CUDA, each kept only if the first batch stays within 1%% of "
-                      "float32; float32 elsewhere); recorded in highlights.json")
-    run_.add_argument("--clip-batch", type=int, default=None,
-                      help="16-frame clips per network call (default: cpu 4, cuda 32)")
+    add_network_arguments(run_)
     run_.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -200,16 +196,11 @@ def build_extractor(args, loaded, device: str):
     kwargs = {}
     if args.c3d_mean:
         kwargs = {"c3d_mean": load_mean(args.c3d_mean), "mean_description": os.path.basename(args.c3d_mean)}
-    import torch
+    from reproduce.precision import network_autocast_dtype
 
-    from reproduce.precision import native_bfloat16, resolve
-
-    resolve(args.precision, device)                 # float16 on a CPU is refused here, in one line
-    cuda = device.startswith("cuda")
     extractor = FeatureExtractor(nets.get("c3d"), {n[4:]: v for n, v in nets.items() if n != "c3d"},
                                  layers, flip=False, device=device, precision=args.precision,
-                                 auto_dtype=torch.float16 if cuda else (torch.bfloat16 if native_bfloat16()
-                                                                        else None),
+                                 auto_dtype=network_autocast_dtype(args.precision, device),
                                  attended_stride=attended_stride, **kwargs)
     made = extractor.sources
     for path, model, _, reading in loaded:

@@ -1,0 +1,17 @@
+"""Flags that more than one command defines the same way (a helper of the commands, not a command)."""
+
+from __future__ import annotations
+
+import argparse
+
+from reproduce.precision import PRECISIONS
+
+
+def add_network_arguments(group: argparse._ArgumentGroup) -> None:
+    """--precision and --clip-batch of the commands that run C3D and VGG-19 on videos."""
+    group.add_argument("--precision", default="auto", choices=PRECISIONS,
+                       help="precision of the feature networks (auto: bfloat16 autocast on a CPU with native "
+                       "bfloat16, float16 on CUDA, each kept only if the first batch stays within 1%% of "
+                       "float32; float32 elsewhere); printed, and recorded with the outputs")
+    group.add_argument("--clip-batch", type=int, default=None,
+                       help="16-frame clips per network call (default: cpu 4, cuda 32)")
