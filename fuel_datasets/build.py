@@ -364,8 +364,10 @@ def _build_lock(out: Path):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DatasetError(f"another build is writing {out}; wait for it to finish") from None
-        yield
-        lock.unlink(missing_ok=True)
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)            # still ours: removed whether the build ended or failed
     finally:
         os.close(fd)
 

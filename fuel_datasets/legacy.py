@@ -333,6 +333,9 @@ def _copy_our_layout(path, out_path, options_given: bool) -> dict:
     try:
         shutil.copyfile(path, tmp)
         os.replace(tmp, out_path)
+    except OSError as exc:
+        raise DatasetError(f"{out_path} could not be written ({exc.strerror or exc}); nothing was "
+                           "written") from None
     finally:
         tmp.unlink(missing_ok=True)
     return {"written": count, "skipped": 0, "copied": True}

@@ -138,7 +138,7 @@ def test_build_into_a_full_disk_leaves_no_output_and_resumes(tmp_path, monkeypat
     disk.full = True
     err = _one_line_error(capsys, main(argv))
     assert "the disk is full" in err and "activitynet.h5.part" in err
-    assert not out.exists()
+    assert not out.exists() and not (tmp_path / "activitynet.h5.lock").exists()
     disk.full = False
     assert main(argv) == 0
     with open_dataset(out) as ds:
@@ -179,3 +179,22 @@ def test_a_disk_too_full_to_create_the_file(tmp_path, monkeypatch, capsys):
     with pytest.raises(DiskFullError, match="creating it needs"):
         FeatureWriter(tmp_path / "new.h5")
     assert os.listdir(tmp_path) == []                # no temporary file left behind
+
+
+def test_convert_copy_into_a_full_disk_names_the_output(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from test_cli_dataset import write_ours
+
+    source = write_ours(tmp_path / "ours.h5")
+
+    def full(src, dst):
+        with open(dst, "wb") as f:
+            f.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(src))
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    err = _one_line_error(capsys, main(["dataset", "convert", str(source), str(tmp_path / "copy.h5")]))
+    assert err == (f"alstm dataset: error: {tmp_path / 'copy.h5'} could not be written (No space left on "
+                   "device); nothing was written")
+    assert sorted(os.listdir(tmp_path)) == ["ours.h5"]
