@@ -2,8 +2,8 @@
 
 Each subcommand lives in `reproduce/commands/<name>.py` and exposes two functions:
 ``add_arguments(parser)`` and ``run(args) -> int``. They are listed in the literal dict
-``COMMANDS`` below (no registry). User mistakes surface as one of ``USER_ERRORS``; this module turns
-them into a one-line message on stderr and exit code 2, never a traceback.
+``COMMANDS`` below (no registry). User mistakes surface as ``alstm_core.UserError`` (every
+package's errors derive from it); this module turns them into a one-line message on stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import argparse
 import importlib
 import os
 import sys
+
+from alstm_core.errors import UserError
 
 # subcommand -> (module under reproduce.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -22,15 +24,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "generate the built-in benchmark dataset (known salient frames)"),
     "highlight": ("highlight", "classify a video and report the frames its attention highlights"),
 }
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """The project's user-error exceptions, one per package (no package imports another's)."""
-    from caffe_models.errors import CaffeModelError, VideoError
-    from fuel_datasets.errors import DatasetError
-    from reproduce.errors import ReproduceError
-
-    return (DatasetError, CaffeModelError, VideoError, ReproduceError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,10 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.torchrun = torchrun_variables(os.environ)
-    user_errors = _user_errors()
     try:
         return int(args._run(args) or 0)
-    except user_errors as exc:
+    except UserError as exc:
         print(f"alstm {args.command}: error: {exc}", file=sys.stderr)
         if getattr(exc, "abandoned_hdf5", False):
             # HDF5 still holds a file it could not finish writing (a full disk); at exit it would try

@@ -1,0 +1,166 @@
+"""The packages' shape, read from the source with ``ast``: who may import whom, no import cycles,
+environment variables read only at the command-line edge, and thin commands.
+
+Every import counts, wherever it stands (module level, inside a function, under ``TYPE_CHECKING``): a
+deferred import is still a dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("alstm_core", "bricks", "caffe_models", "fuel_datasets", "reproduce")
+SCRIPTS = ("experiments", "benchmarks")
+# package → the packages it may import (besides itself)
+ALLOWED = {
+    "alstm_core": set(),
+    "bricks": set(),
+    "caffe_models": {"alstm_core"},
+    "fuel_datasets": {"alstm_core"},
+    "reproduce": {"alstm_core", "bricks", "caffe_models", "fuel_datasets"},
+    "experiments": set(PACKAGES),
+    "benchmarks": set(PACKAGES),
+}
+COMMAND_LINES = 150
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(path: Path) -> set[str]:
+    """Every module name ``path`` imports: ``a.b`` for ``import a.b``, and for ``from a import b`` both
+    ``a`` and ``a.b`` (b may be a submodule)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    name = module_name(path)
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def sources(folders) -> list[Path]:
+    return sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py"))
+
+
+def graph() -> dict[str, set[str]]:
+    """module → the project modules it imports (package ``__init__`` included)."""
+    files = {module_name(p): p for p in sources(PACKAGES + SCRIPTS)}
+    return {name: {m for m in imported(path) if m in files and m != name} for name, path in files.items()}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+    for root in edges:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(edges) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles():
+    assert cycles(graph()) == []
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_no_upward_or_sideways_imports(package):
+    wrong = []
+    for name, deps in graph().items():
+        if name.split(".")[0] != package:
+            continue
+        for dep in deps:
+            top = dep.split(".")[0]
+            if top != package and top not in ALLOWED[package]:
+                wrong.append(f"{name} imports {dep}")
+    assert not wrong, wrong
+
+
+def test_only_the_command_line_imports_the_commands():
+    wrong = [f"{name} imports {dep}" for name, deps in graph().items() for dep in deps
+             if dep.startswith(("reproduce.commands", "reproduce.cli"))
+             and not name.startswith(("reproduce.commands", "reproduce.cli", "reproduce.__main__"))]
+    assert not wrong, wrong
+
+
+def test_no_command_imports_another():
+    wrong = [f"{name} imports {dep}" for name, deps in graph().items() if name.startswith("reproduce.commands.")
+             for dep in deps if dep.startswith("reproduce.commands.") and dep != "reproduce.commands.common"]
+    assert not wrong, wrong
+
+
+def test_commands_are_short():
+    long = {p.name: n for p in (ROOT / "reproduce" / "commands").glob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > COMMAND_LINES}
+    assert not long, f"commands over {COMMAND_LINES} lines: {long}"
+
+
+def test_environment_read_only_in_cli():
+    wrong = []
+    for path in sources(PACKAGES + SCRIPTS):
+        if path == ROOT / "reproduce" / "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb") \
+                    and isinstance(node.value, ast.Name) and node.value.id == "os":
+                wrong.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not wrong, wrong
+
+
+def test_every_user_error_derives_from_one_base():
+    from alstm_core import UserError
+    from caffe_models.errors import CaffeModelError, VideoError
+    from fuel_datasets.errors import DatasetError
+    from reproduce.errors import ReproduceError
+
+    for error in (CaffeModelError, VideoError, DatasetError, ReproduceError):
+        assert issubclass(error, UserError)
