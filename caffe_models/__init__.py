@@ -10,14 +10,13 @@ from caffe_models.c3d import C3D
 from caffe_models.caffemodel import (
     CaffeLayer,
     CaffeNet,
-    WeightsInfo,
     file_sha256,
     load_caffemodel,
     load_mean,
     parse_mean,
     parse_net,
 )
-from caffe_models.caffenet import RandomWeightsWarning
+from caffe_models.caffenet import RandomWeightsWarning, WeightsInfo
 from caffe_models.errors import CaffeModelError, VideoError
 from caffe_models.extract import ExtractSummary, FeatureExtractor, extract_videos
 from caffe_models.preprocess import (

@@ -6,45 +6,28 @@ file, or taken from the network being loaded when the file does not tell (no blo
 
 The wire reader (`protowire.py`) treats the file as untrusted; every failure is a `CaffeModelError` that
 names the file. Blob arrays are views of the file's buffer where possible (no copy of the weights).
-Loading is by Caffe layer name with shape checks, all or nothing.
+Loading into a network (``caffenet.CaffeSequential``: C3D, VGG19) is by Caffe layer name with shape
+checks, all or nothing, and leaves a ``caffenet.WeightsInfo`` on it (re-exported here).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from caffe_models.caffe_pb import SCHEMAS, CaffeLayer, CaffeNet, decode_blob, decode_net, detect_schema
+from caffe_models.caffenet import CaffeSequential, WeightsInfo
 from caffe_models.errors import CaffeModelError
 from caffe_models.protowire import WireError
-
-if TYPE_CHECKING:
-    from caffe_models.caffenet import CaffeSequential
 
 __all__ = ["CaffeLayer", "CaffeNet", "WeightsInfo", "parse_net", "parse_mean", "load_mean", "load_caffemodel",
            "match_layers", "file_sha256"]
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-
-
-@dataclass(frozen=True)
-class WeightsInfo:
-    """Which weights a network holds, as extraction records them beside the features."""
-
-    file: str  # the file's name, without its folder
-    sha256: str
-    schema: str
-    layers: tuple[str, ...]  # the network layers that were loaded
-
-    @property
-    def description(self) -> str:
-        return f"{self.file} (sha256 {self.sha256})"
 
 
 def parse_net(data, schema: str | None = None, *, default_schema: str = "bvlc",

@@ -17,13 +17,28 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 
 import torch
 from torch import nn
 
-from caffe_models.caffemodel import WeightsInfo
 from caffe_models.errors import CaffeModelError
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Which weights a network holds, as extraction records them beside the features
+    (``load_caffemodel`` in caffemodel.py makes one and stores it as ``net.weights``)."""
+
+    file: str  # the file's name, without its folder
+    sha256: str
+    schema: str
+    layers: tuple[str, ...]  # the network layers that were loaded
+
+    @property
+    def description(self) -> str:
+        return f"{self.file} (sha256 {self.sha256})"
 
 
 class RandomWeightsWarning(UserWarning):

@@ -10,7 +10,7 @@ Data flow:
            └─ the same on horizontally flipped frames     →              <source>_flip
       ─▶ all rows of the video ─▶ writer.add_video(...)   (one commit per video)
 
-Storage convention (SPEC §1; the feature-file layout): C3D rows are the consecutive, non-overlapping
+Storage convention (SPEC §1, ``alstm_core.storage``): C3D rows are the consecutive, non-overlapping
 16-frame clips (frame_index 0, 16, 32, …); attended rows are one frame every 8 (frame_index 0, 8, …)
 inside those clips, so windows with T = N and T = 2N both read from the same file. The flip is a
 horizontal flip of the decoded frames before any preprocessing (so the mean cube is subtracted
@@ -33,14 +33,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from alstm_core.storage import ATTENDED_STRIDE, CHUNK_FRAMES, LAYERS, source_name
 from caffe_models.c3d import C3D
 from caffe_models.errors import CaffeModelError
 from caffe_models.preprocess import C3D_MEAN_BGR, preprocess_c3d, preprocess_vgg
 from caffe_models.vgg import VGG19
 from caffe_models.video import FrameChunk, decode_in_background, sample_frames
 
-CHUNK_LENGTH = 16  # frames per C3D clip (SPEC §1: one LSTM step)
-ATTENDED_STRIDE = 8  # frames between stored attended rows (T = 2N; every other row gives T = N)
+# The storage convention (alstm_core.storage); ATTENDED_STRIDE, imported above, is exported from here too.
+CHUNK_LENGTH = CHUNK_FRAMES  # frames per C3D clip (SPEC §1: one LSTM step)
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 AUTO_TOLERANCE = 1e-2  # "auto" keeps autocast if max |low − float32| ≤ this × max |float32|, per layer
 
@@ -105,8 +106,8 @@ class FeatureExtractor:
             raise CaffeModelError("no network to extract with: give C3D and/or at least one VGG-19 family")
         if precision not in PRECISIONS and precision != "auto":
             raise CaffeModelError(f"precision {precision!r} is not one of auto, {', '.join(PRECISIONS)}")
-        if not layers or any(layer not in ("fc6", "fc7", "fc8") for layer in layers):
-            raise CaffeModelError(f"layers {list(layers)}: choose among fc6, fc7, fc8")
+        if not layers or any(layer not in LAYERS for layer in layers):
+            raise CaffeModelError(f"layers {list(layers)}: choose among {', '.join(LAYERS)}")
         self.device = torch.device(device)
         self.c3d, self.vgg, self.layers = c3d, vgg, tuple(layers)
         self.c3d_mean, self.mean_description = c3d_mean, mean_description
@@ -144,7 +145,7 @@ class FeatureExtractor:
                 caffe_layer = f"{layer}-1" if name == "c3d" else layer  # the release's names
                 dim = getattr(net, layer).out_features
                 for flip in (False, True) if self.flip else (False,):
-                    out[f"{name}_{layer}{'_flip' if flip else ''}"] = SourceSpec(name, caffe_layer, dim, flip)
+                    out[source_name(name, layer, flip)] = SourceSpec(name, caffe_layer, dim, flip)
         return out
 
     def source_info(self) -> dict[str, dict[str, Any]]:
@@ -223,9 +224,9 @@ class FeatureExtractor:
             rows = B if name == "c3d" else len(frames)
             for layer, value in zip(self.layers, feats.values(), strict=True):
                 value = value.float().cpu().numpy()  # (V·rows, D)
-                out[f"{name}_{layer}"] = value[:rows]
+                out[source_name(name, layer)] = value[:rows]
                 if self.flip:
-                    out[f"{name}_{layer}_flip"] = value[rows:]
+                    out[source_name(name, layer, flip=True)] = value[rows:]
         return out
 
     def _autocast(self, dtype: torch.dtype | None):

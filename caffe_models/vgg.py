@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
+from alstm_core.storage import VGG_FAMILIES
 from caffe_models.caffenet import CaffeSequential, build_layers
 
 # (Caffe layer, conv: index into the block widths | pool: kernel = stride (H, W)).
@@ -35,7 +36,7 @@ VGG19_LAYERS = (
 )
 VGG19_CHANNELS = (64, 128, 256, 512, 512)  # per block
 VGG19_IMAGE_SIZE = 224
-VGG19_NUM_CLASSES = 1000  # ImageNet
+VGG19_NUM_CLASSES = VGG_FAMILIES["obj"]  # ImageNet's 1000: the release, VGG_obj
 VGG19_RELEASE_FILE = "VGG_ILSVRC_19_layers.caffemodel"
 
 

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import av
 import numpy as np
 
+from alstm_core.storage import ATTENDED_STRIDE, CHUNK_FRAMES
 from caffe_models.errors import VideoError
 
 # Consecutive packets the decoder may reject before the rest of the stream is given up as unreadable.
@@ -76,7 +77,8 @@ class FrameSampling(NamedTuple):
     attended: np.ndarray
 
 
-def sample_frames(num_frames: int, chunk_length: int = 16, attended_stride: int = 8) -> FrameSampling:
+def sample_frames(num_frames: int, chunk_length: int = CHUNK_FRAMES,
+                  attended_stride: int = ATTENDED_STRIDE) -> FrameSampling:
     """The frames of a ``num_frames`` video that the extractors read.
 
     A window of F = N · L frames starting at a clip boundary then holds N clips and, with s = L (T = N)
@@ -201,7 +203,7 @@ class VideoReader:
         except av.FFmpegError:
             pass
 
-    def chunks(self, chunk_length: int = 16) -> Iterator[FrameChunk]:
+    def chunks(self, chunk_length: int = CHUNK_FRAMES) -> Iterator[FrameChunk]:
         """Consecutive chunks of ``chunk_length`` frames (the last may be shorter); see ``FrameChunk``."""
         if self._started:
             raise RuntimeError("VideoReader.chunks can be iterated only once")
@@ -316,7 +318,7 @@ class _Allowance:
 def decode_in_background(
     paths: Iterable[str | os.PathLike],
     transform: Callable[[FrameChunk], Any] = lambda chunk: chunk,
-    chunk_length: int = 16,
+    chunk_length: int = CHUNK_FRAMES,
     workers: int = 1,
     queue_size: int = 4,
     threads: int = 0,

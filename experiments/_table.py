@@ -16,7 +16,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a small benchmark and few iterations (minutes, for checks)")
     parser.add_argument("--results", default="results", help="results folder (default: results)")
     parser.add_argument("--device", default=None,
-                        help="cpu or cuda (default: $ALSTM_DEVICE, else cuda if available)")
+                        help="cpu or cuda (default: cuda if available, else cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the training runs (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

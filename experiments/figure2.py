@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from _table import add_run_arguments  # noqa: E402
 
+from alstm_core.storage import ATTENDED_STRIDE, CHUNK_FRAMES  # noqa: E402
 from reproduce.atomic import write_json  # noqa: E402
 from reproduce.errors import ReproduceError  # noqa: E402
 
@@ -46,8 +47,7 @@ def parse_args(name: str, doc: str, argv: list[str] | None) -> argparse.Namespac
 
 
 def load_models(args):
-    """(data path, builtin?, [(checkpoint, model, meta)]) from --checkpoint or the tables' runner."""
-    from reproduce import load_model
+    """(data path, builtin?, [LoadedModel]) from --checkpoint or the tables' runner."""
     from reproduce.experiments import Runner, prepare_data
     from reproduce.tables import RunSettings
 
@@ -60,8 +60,9 @@ def load_models(args):
         runner = Runner(files, settings, args.results, device=args.device, progress=not args.quiet,
                         seed=args.seed)
         paths = [runner.checkpoint("activitynet", key) for key in FAMILY_MODELS]
-    device = args.device or "cpu"
-    return files.path("activitynet"), files.builtin, [(p, *load_model(p, device=device)) for p in paths]
+    from reproduce.highlighting import load_models as load_checkpoints
+
+    return files.path("activitynet"), files.builtin, load_checkpoints(paths, args.device or "cpu")
 
 
 def choose_videos(ds, args) -> list[str]:
@@ -84,49 +85,13 @@ def choose_videos(ds, args) -> list[str]:
 
 
 def find_video(folder: str, video_id: str) -> str | None:
-    from reproduce.commands.extract import VIDEO_EXTENSIONS
+    from reproduce.video_inputs import VIDEO_EXTENSIONS
 
     for ext in VIDEO_EXTENSIONS:
         for name in (video_id + ext, video_id + ext.upper()):
             if os.path.isfile(os.path.join(folder, name)):
                 return os.path.join(folder, name)
     return None
-
-
-def video_highlights(ds, video_id: str, loaded, device: str = "cpu", **settings) -> dict:
-    """`alstm highlight`'s JSON content for a video of the dataset, from its stored features."""
-    from reproduce.highlight import (
-        CHUNK_FRAMES,
-        Reading,
-        WindowAssembler,
-        check_reading,
-        score_windows,
-        summarize,
-    )
-    from reproduce.report import model_label
-
-    readings = [Reading(meta["input_source"], meta["attended_source"], **meta["spec"])
-                for _, _, meta in loaded]
-    sources = {s for r in readings for s in (r.input_source, r.attended_source) if s}
-    strides, rows = {}, {}
-    for source in sources:
-        index = ds.frame_index(source, video_id)
-        step = int(index[1] - index[0]) if len(index) > 1 else CHUNK_FRAMES
-        if index[0] != 0 or np.any(np.diff(index) != step):
-            raise ReproduceError(f"{video_id}: rows of {source} are not evenly spaced from frame 0")
-        strides[source], rows[source] = step, ds.read(source, video_id)
-    for (path, _, _), reading in zip(loaded, readings, strict=True):
-        check_reading(reading, strides, path)
-    num_frames, fps = ds.num_frames(video_id), ds.fps(video_id)
-    fps = fps if fps > 0 else 30.0
-    assembler = WindowAssembler(strides, readings[0].frames)
-    windows = assembler.add(rows, num_frames) + assembler.finish(num_frames)
-    results = score_windows([m for _, m, _ in loaded], readings, windows, strides, device)
-    models = [{"checkpoint": p, "label": model_label(meta), "input_source": r.input_source,
-               "attended_source": r.attended_source}
-              for (p, _, meta), r in zip(loaded, readings, strict=True)]
-    return summarize(results, readings, loaded[0][2]["class_names"], np.arange(num_frames) / fps, num_frames,
-                     video={"path": video_id, "fps": fps}, models=models, **settings)
 
 
 def thumbnails(frames, video_path: str | None, salient: np.ndarray | None) -> dict[int, np.ndarray]:
@@ -136,7 +101,7 @@ def thumbnails(frames, video_path: str | None, salient: np.ndarray | None) -> di
     wanted, out = set(int(f) for f in frames), {}
     if video_path is None:
         for f in wanted:
-            hot = salient is not None and bool(salient[min(f // 8, len(salient) - 1)])
+            hot = salient is not None and bool(salient[min(f // ATTENDED_STRIDE, len(salient) - 1)])
             image = Image.new("RGB", (160, 90), SALIENT if hot else OTHER)
             ImageDraw.Draw(image).text((8, 8), f"frame {f}\n{'salient' if hot else 'other'}", fill=(255,) * 3)
             out[f] = np.asarray(image)
@@ -144,7 +109,7 @@ def thumbnails(frames, video_path: str | None, salient: np.ndarray | None) -> di
     from caffe_models.video import VideoReader
 
     with VideoReader(video_path) as reader:
-        for chunk in reader.chunks(16):
+        for chunk in reader.chunks(CHUNK_FRAMES):
             for i in range(len(chunk.frames)):
                 if chunk.start + i in wanted:
                     image = Image.fromarray(chunk.frames[i])
@@ -156,7 +121,7 @@ def thumbnails(frames, video_path: str | None, salient: np.ndarray | None) -> di
 
 
 def salient_truth(ds, video_id: str) -> np.ndarray | None:
-    """(R,) bool per 8 frames, from the benchmark's ``salient`` source; None if the file has none."""
+    """(R,) bool per attended row (8 frames), from the benchmark's ``salient`` source; None if none."""
     return ds.read("salient", video_id)[:, 0] > 0.5 if "salient" in ds.sources else None
 
 
@@ -180,6 +145,7 @@ def run_script(name: str, doc: str, body, argv: list[str] | None) -> int:
 def figure2(args) -> None:
     from fuel_datasets import open_dataset
     from reproduce.experiments import BENCHMARK_NOTE
+    from reproduce.highlighting import highlight_features
     from reproduce.report import figure2_selection, render_figure2
 
     data, builtin, loaded = load_models(args)
@@ -190,26 +156,29 @@ def figure2(args) -> None:
         if args.videos is None and "salient" not in ds.sources:
             raise ReproduceError(f"{data} has no frames to show: give --videos DIR with the video files")
         for vid in choose_videos(ds, args):
-            highlights = video_highlights(ds, vid, loaded, args.device or "cpu")
+            highlights = highlight_features(ds, vid, loaded, device=args.device or "cpu")
             rows = figure2_selection(highlights, k=4)
             truth = salient_truth(ds, vid)
-            frames = {f for row in rows for f, _, _ in row["high"] + row["low"]}
+            frames = {shown.frame for row in rows for shown in row.high + row.low}
             path = find_video(args.videos, vid) if args.videos else None
             png = render_figure2(rows, thumbnails(frames, path, truth))
             with open(os.path.join(out_dir, f"{vid}.png"), "wb") as f:
                 f.write(png)
+            shown_rows = []
             for row in rows:
+                shown = {"label": row.label}
                 for kind in ("high", "low"):
-                    row[kind] = [{"frame": f, "time": t, "weight": w} for f, t, w in row[kind]]
+                    shown[kind] = [shown_frame._asdict() for shown_frame in getattr(row, kind)]
                     if truth is not None:
-                        for item in row[kind]:
-                            item["salient"] = bool(truth[item["frame"] // 8])
+                        for item in shown[kind]:
+                            item["salient"] = bool(truth[item["frame"] // ATTENDED_STRIDE])
                             counts[kind][0] += item["salient"]
                             counts[kind][1] += 1
-            entries.append({"video_id": vid, "labels": labels(ds, vid),
-                            "top_classes": highlights["top_classes"][:3], "models": rows,
-                            "figure": os.path.join(out_dir, f"{vid}.png")})
-            print(f"{vid}: top class {highlights['top_classes'][0]['class']} → {entries[-1]['figure']}")
+                shown_rows.append(shown)
+            top = highlights.to_json()["top_classes"][:3]
+            entries.append({"video_id": vid, "labels": labels(ds, vid), "top_classes": top,
+                            "models": shown_rows, "figure": os.path.join(out_dir, f"{vid}.png")})
+            print(f"{vid}: top class {top[0]['class']} → {entries[-1]['figure']}")
     result = {"figure": 2, "data": data, "builtin_benchmark": builtin, "videos": entries}
     if builtin:
         result["note"] = BENCHMARK_NOTE

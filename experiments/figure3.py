@@ -21,9 +21,9 @@ from figure2 import (
     run_script,
     salient_truth,
     thumbnails,
-    video_highlights,
 )
 
+from alstm_core.storage import ATTENDED_STRIDE
 from reproduce.atomic import write_json
 from reproduce.errors import ReproduceError
 
@@ -31,6 +31,7 @@ from reproduce.errors import ReproduceError
 def figure3(args) -> None:
     from fuel_datasets import open_dataset
     from reproduce.experiments import BENCHMARK_NOTE
+    from reproduce.highlighting import highlight_features
     from reproduce.report import figure3_selection, render_figure3
 
     data, builtin, loaded = load_models(args)
@@ -41,21 +42,23 @@ def figure3(args) -> None:
         if args.videos is None and "salient" not in ds.sources:
             raise ReproduceError(f"{data} has no frames to show: give --videos DIR with the video files")
         for vid in choose_videos(ds, args):
-            highlights = video_highlights(ds, vid, loaded, args.device or "cpu")
+            highlights = highlight_features(ds, vid, loaded, device=args.device or "cpu")
             strip = figure3_selection(highlights, columns=12)
             if strip is None:
                 raise ReproduceError("these models have no attention (vanilla LSTM): nothing to show")
             truth = salient_truth(ds, vid)
             path = find_video(args.videos, vid) if args.videos else None
-            png = render_figure3(strip, thumbnails(strip["frames"], path, truth))
+            png = render_figure3(strip, thumbnails(strip.frames, path, truth))
             figure = os.path.join(out_dir, f"{vid}.png")
             with open(figure, "wb") as f:
                 f.write(png)
-            entry = {"video_id": vid, "labels": labels(ds, vid), "figure": figure, **strip}
+            entry = {"video_id": vid, "labels": labels(ds, vid), "figure": figure, "window": strip.window,
+                     "class": strip.class_name, "score": strip.score, "frames": strip.frames,
+                     "times": strip.times, "rows": [row._asdict() for row in strip.rows]}
             if truth is not None:
-                entry["salient"] = [bool(truth[f // 8]) for f in strip["frames"]]
+                entry["salient"] = [bool(truth[f // ATTENDED_STRIDE]) for f in strip.frames]
             entries.append(entry)
-            print(f"{vid}: window {strip['window']} (top class {strip['class']}) → {figure}")
+            print(f"{vid}: window {strip.window} (top class {strip.class_name}) → {figure}")
     result = {"figure": 3, "data": data, "builtin_benchmark": builtin, "videos": entries}
     if builtin:
         result["note"] = BENCHMARK_NOTE

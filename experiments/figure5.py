@@ -86,8 +86,8 @@ def figure5(args) -> dict:
     data = files.path("activitynet")
 
     def accuracy(key):
-        _, scores = evaluate_checkpoints(data, [runner.checkpoint("activitynet", key)], crops=settings.crops,
-                                         device=args.device)
+        scores = evaluate_checkpoints(data, [runner.checkpoint("activitynet", key)], crops=settings.crops,
+                                      device=args.device).scores
         return per_class_accuracy(scores.scores, scores.positives)
 
     with open_dataset(data) as ds:

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="'synthetic' (the built-in benchmark) or a folder of feature files")
     parser.add_argument("--quick", action="store_true", help="small benchmark, few iterations")
     parser.add_argument("--results", default="results")
-    parser.add_argument("--device", default=None)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, else cpu)")
     parser.add_argument("--tables", default="1,2,3,4,5", help="comma-separated table numbers")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)

@@ -1,11 +1,17 @@
 """Feature datasets: the HDF5 layout (and legacy Fuel files), its writer, and the training/test streams.
 
-``open_dataset`` and ``FeatureWriter`` are defined in ``layout`` / ``writer``; the streams (which import
-torch) are imported on first use, so that reading a file does not load torch.
+Modules, lowest first (each imports only those before it, never this package):
+``errors``, ``fuel_split``, ``superblock``; ``layout`` (the file format and ``FeatureDataset``);
+``video_check`` and ``writer`` (``FeatureWriter``); ``legacy`` (Fuel files); ``opening``
+(``open_dataset``: our layout or a legacy file); then ``streams``, ``merge``, ``synthetic``,
+``feature_inputs``, ``build`` and the annotation readers ``activitynet``, ``hollywood2``.
+
+The streams (which import torch) are imported on first use, so that reading a file does not load torch.
 """
 
 from fuel_datasets.errors import DatasetError
-from fuel_datasets.layout import FeatureDataset, open_dataset
+from fuel_datasets.layout import FeatureDataset
+from fuel_datasets.opening import open_dataset
 from fuel_datasets.writer import FeatureWriter
 
 _STREAMS = ("Batch", "TestWindows", "TrainWindows", "WindowSpec", "keep_batch")
@@ -14,6 +20,7 @@ __all__ = ["DatasetError", "FeatureDataset", "FeatureWriter", "open_dataset", *_
 
 
 def __getattr__(name: str):
+    # streams.py imports torch; it imports the modules above, never this package, so this is no cycle
     if name in _STREAMS:
         from fuel_datasets import streams
 

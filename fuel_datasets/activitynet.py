@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from alstm_core.storage import SPLITS
+
 from .errors import DatasetError
 
 PAPER_TRAIN, PAPER_VALID = 22_624, 2_500  # the paper's division of its 25,124 training samples
@@ -87,7 +89,7 @@ class ActivityNetProtocol:
 
     def splits(self) -> dict[str, list[str]]:
         """Sample ids per split, in file order: ``{"train": [...], "valid": [...], "test": [...]}``."""
-        out: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
+        out: dict[str, list[str]] = {split: [] for split in SPLITS}
         for sample in self.samples:
             out[sample.split].append(sample.sample_id)
         return out
@@ -196,7 +198,7 @@ def activitynet_protocol(annotations: Mapping, *, source: str = "annotations",
     valid = _valid_choice([s for s in kept if s["subset"] == "training"], seed, keep_videos_together)
     samples = [ActivityNetSample(**{**s, "split": "valid" if s["sample_id"] in valid else s["split"]})
                for s in kept]
-    split_sizes = {split: sum(s.split == split for s in samples) for split in ("train", "valid", "test")}
+    split_sizes = {split: sum(s.split == split for s in samples) for split in SPLITS}
     summary = ActivityNetSummary(str(annotations.get("version", "unknown")), len(names), videos, segments,
                                  dropped, clipped, split_sizes)
     return ActivityNetProtocol(names, samples, summary)

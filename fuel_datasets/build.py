@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from alstm_core.storage import SPLITS
 from fuel_datasets.activitynet import activitynet_protocol, class_list, load_activitynet_json
 from fuel_datasets.errors import DatasetError
 from fuel_datasets.feature_inputs import (
@@ -53,7 +54,7 @@ from fuel_datasets.feature_inputs import (
     parse_feature_spec,
 )
 from fuel_datasets.hollywood2 import read_hollywood2
-from fuel_datasets.layout import open_dataset
+from fuel_datasets.opening import open_dataset
 from fuel_datasets.writer import FeatureWriter
 
 PART_SUFFIX = ".part"
@@ -432,6 +433,6 @@ def _finish(dataset: str, out, samples: list[_Sample], dropped: int, clipped: in
             tmp.unlink(missing_ok=True)
     else:
         side.unlink(missing_ok=True)
-    split_sizes = {split: sum(s.split == split for s in samples) for split in ("train", "valid", "test")}
+    split_sizes = {split: sum(s.split == split for s in samples) for split in SPLITS}
     return BuildSummary(dataset, str(out), len(samples), split_sizes, dropped, clipped, dict(missing),
                         str(side) if missing else None, tuple(sorted(feature_set.sources)), resumed)

@@ -37,11 +37,15 @@ import h5py
 import numpy as np
 
 from fuel_datasets.errors import DatasetError
-from fuel_datasets.layout import FeatureDataset, open_dataset, open_h5
+from fuel_datasets.layout import FeatureDataset, open_h5
+from fuel_datasets.opening import open_dataset
 
 RELEASE_DATASET = "c3d_features"          # the dataset inside every video group of the C3D release
 RELEASE_SOURCE = "c3d_fc7pca"             # its default source name
-RELEASE_STRIDE, RELEASE_CLIP = 8, 16      # one row every 8 frames, each seeing a 16-frame clip
+# One row every 8 frames, each seeing a 16-frame clip: facts of the release, not our storage convention
+# (alstm_core.storage), though equal to its ATTENDED_STRIDE and CHUNK_FRAMES, which is why the release
+# serves as attended and as input data.
+RELEASE_STRIDE, RELEASE_CLIP = 8, 16
 ARRAY_EXTENSIONS = (".npy", ".npz")
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from alstm_core.storage import SPLITS
+
 from .errors import DatasetError
 
 SUBSETS = ("train", "test")
@@ -77,7 +79,7 @@ class Hollywood2Protocol:
 
     def splits(self) -> dict[str, list[str]]:
         """Clip names per split: ``{"train": [...], "valid": [...], "test": [...]}``."""
-        out: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
+        out: dict[str, list[str]] = {split: [] for split in SPLITS}
         for sample in self.samples:
             out[sample.split].append(sample.clip)
         return out
@@ -152,7 +154,7 @@ def hollywood2_protocol(clipsets: Mapping[tuple[str, str], list[tuple[str, int]]
     moved = set(np.random.default_rng(seed).permutation(train)[:n_valid].tolist())
     samples = [Hollywood2Sample(s.clip, s.subset, "valid", s.labels) if i in moved else s
                for i, s in enumerate(samples)]
-    split_sizes = {split: sum(s.split == split for s in samples) for split in ("train", "valid", "test")}
+    split_sizes = {split: sum(s.split == split for s in samples) for split in SPLITS}
     summary = Hollywood2Summary(clips_count, positives, unlabeled, multi, split_sizes, tuple(ignored_files))
     return Hollywood2Protocol(actions, samples, summary)
 

@@ -1,4 +1,9 @@
-"""The on-disk layout of a feature dataset, and its reader.
+"""The on-disk layout of a feature dataset, and its reader: the lowest layer of ``fuel_datasets``.
+
+This module imports no other module of the package but ``errors`` and ``fuel_split``; ``writer``
+(``FeatureWriter``), ``legacy`` (Fuel files) and ``opening`` (``open_dataset``, which picks this reader
+or the legacy one) build on it. ``SPLITS``, ``FLIP_SUFFIX`` and ``TARGETS`` are the storage convention's
+(``alstm_core.storage``), re-exported here.
 
 One HDF5 file per dataset (format ``alstm-features``, version 1). Every feature *source* (``c3d_fc6``,
 ``vgg_obj_fc8``, ``<source>_flip``, ``salient``, ...) is one 2-D dataset of rows, the rows of one video
@@ -27,15 +32,16 @@ after those of the previous one, so a window of a video is a contiguous (or stri
     /rows/<source>           (V', 4) int64 per video: first row, row count, first frame, frame stride
 
 Rows of a video are evenly spaced in frames (``frame_index = first + stride * arange(count)``; the
-writer checks it), so a window's rows follow from /rows alone. Storage convention (SPEC §1): C3D sources
-hold one row per 16-frame chunk (frames 0, 16, 32, ...), attended sources one row every 8 frames (0, 8,
-16, ...); T = N reads every other attended row (the first frame of each 16-frame chunk), T = 2N all of
-them, from the same file. ``<source>_flip`` has the rows of ``<source>`` on horizontally flipped frames.
-Row datasets are chunked (about 1 MiB, at most 1024 rows a chunk) and not compressed: with HDF5's chunk
-cache off, a reader reads exactly the rows it selects, and chunks never move once written. The file
-format is HDF5's v110 (superblock 3), which SWMR needs: readable with HDF5 >= 1.10.
+writer checks it), so a window's rows follow from /rows alone. Storage convention (SPEC §1,
+``alstm_core.storage``): C3D sources hold one row per 16-frame chunk (frames 0, 16, 32, ...), attended
+sources one row every 8 frames (0, 8, 16, ...); T = N reads every other attended row (the first frame of
+each 16-frame chunk), T = 2N all of them, from the same file. ``<source>_flip`` has the rows of
+``<source>`` on horizontally flipped frames. Row datasets are chunked (about 1 MiB, at most 1024 rows a
+chunk) and not compressed: with HDF5's chunk cache off, a reader reads exactly the rows it selects, and
+chunks never move once written. The file format is HDF5's v110 (superblock 3), which SWMR needs:
+readable with HDF5 >= 1.10.
 
-Writing protocol (``fuel_datasets.writer.FeatureWriter``; safe against a killed writer, not against
+Writing protocol (``FeatureWriter``, in ``fuel_datasets.writer``; safe against a killed writer, not against
 power loss, which would need an fsync per video):
 
 1. A new file is built as ``<path>.tmp`` and renamed to ``<path>`` (``os.replace``) once its first video
@@ -68,19 +74,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from alstm_core.storage import FLIP_SUFFIX, SPLITS, TARGETS
 from fuel_datasets.errors import DatasetError
 from fuel_datasets.fuel_split import read_split_attribute
 
 LAYOUT_NAME = "alstm-features"
 LAYOUT_VERSION = 1
 LIBVER = ("v110", "v110")           # the oldest format with SWMR; readable by HDF5 >= 1.10
-SPLITS = ("train", "valid", "test")
-VIDEO_SOURCES = ("video_id", "targets", "num_frames", "fps")   # the per-video datasets Fuel sees
+VIDEO_SOURCES = ("video_id", TARGETS, "num_frames", "fps")   # the per-video datasets Fuel sees
 ID_BYTES = 128
 ROW_COLUMNS = ("first_row", "row_count", "first_frame", "frame_stride")
 RESERVED_ATTRS = frozenset({"alstm_layout", "alstm_layout_version", "class_names", "multilabel", "split",
                             "h5py_interface_version"})
-FLIP_SUFFIX = "_flip"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -175,7 +180,7 @@ class FeatureDataset:
         self.num_classes = len(self.class_names)
         self.multilabel = bool(f.attrs["multilabel"])
         self.feature_sources = tuple(sorted(f["features"])) if "features" in f else ()
-        self.sources = self.feature_sources + ("targets",)
+        self.sources = self.feature_sources + (TARGETS,)
         self.attrs = {k: attr_value(v) for k, v in f.attrs.items() if k not in RESERVED_ATTRS}
         self._rows: dict[str, np.ndarray] = {}
 
@@ -193,7 +198,7 @@ class FeatureDataset:
 
     @cached_property
     def _targets(self) -> np.ndarray:
-        return np.asarray(self._file["targets"][:self.num_videos])
+        return np.asarray(self._file[TARGETS][:self.num_videos])
 
     @cached_property
     def _num_frames(self) -> np.ndarray:
@@ -246,7 +251,7 @@ class FeatureDataset:
         return self._file["features"][source]
 
     def dim(self, source: str) -> int:
-        if source == "targets":
+        if source == TARGETS:
             return self.num_classes if self.multilabel else 1
         return int(self.features(source).shape[1])
 
@@ -276,7 +281,7 @@ class FeatureDataset:
     def read(self, source: str, video_id: str):
         """(rows, D) float32 for a feature source; for "targets" an int, a (C,) float32, or None."""
         i = self.index(video_id)
-        if source == "targets":
+        if source == TARGETS:
             row = self._targets[i]
             if self.multilabel:
                 return None if (row < 0).any() else row.astype(np.float32)
@@ -340,33 +345,3 @@ def check_finite(rows: np.ndarray, video_id: str, source: str) -> None:
         bad = np.flatnonzero(~np.isfinite(rows.reshape(len(rows), -1)).all(axis=1))
         raise DatasetError(f"video '{video_id}', source '{source}': NaN or infinite values in rows "
                            f"{bad[:5].tolist()} of the requested slice; re-extract this video's features")
-
-
-def open_dataset(path: str | os.PathLike, **legacy_options):
-    """A :class:`FeatureDataset`, or a ``LegacyFuelDataset`` for a Fuel ``H5PYDataset`` file.
-
-    ``legacy_options`` go to the legacy reader (frame strides, fps, class names; see legacy.py).
-    """
-    h5file = open_h5(path)
-    try:
-        if is_feature_layout(h5file):
-            return FeatureDataset(path, h5file=h5file)
-        if "split" in h5file.attrs:
-            from fuel_datasets.legacy import LegacyFuelDataset
-
-            return LegacyFuelDataset(path, h5file=h5file, **legacy_options)
-    except BaseException:
-        h5file.close()
-        raise
-    h5file.close()
-    raise DatasetError(f"{path} is an HDF5 file but neither a feature dataset nor a Fuel H5PYDataset "
-                       "(no 'alstm_layout' or 'split' attribute)")
-
-
-def __getattr__(name: str):
-    # FeatureWriter lives in writer.py (it imports this module); expose it here too.
-    if name == "FeatureWriter":
-        from fuel_datasets.writer import FeatureWriter
-
-        return FeatureWriter
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,18 +30,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from alstm_core.storage import CHUNK_FRAMES, SPLITS, TARGETS
 from fuel_datasets.errors import DatasetError
 from fuel_datasets.fuel_split import read_split_attribute
 from fuel_datasets.layout import (
     RESERVED_ATTRS,
-    SPLITS,
+    FeatureDataset,
     attr_value,
     check_finite,
     is_feature_layout,
     missing_source,
-    open_dataset,
     open_h5,
 )
+from fuel_datasets.writer import FeatureWriter
 
 
 def _scale_names(dataset: h5py.Dataset) -> dict[str, h5py.Dataset]:
@@ -55,7 +56,7 @@ class LegacyFuelDataset:
 
     format = "Fuel H5PYDataset (legacy)"
 
-    def __init__(self, path: str | os.PathLike, *, h5file: h5py.File | None = None, frame_stride=16,
+    def __init__(self, path: str | os.PathLike, *, h5file: h5py.File | None = None, frame_stride=CHUNK_FRAMES,
                  fps: float = math.nan, class_names=None, targets_source: str = "targets"):
         self.path = Path(path)
         self._file = h5file if h5file is not None else open_h5(self.path)
@@ -104,7 +105,7 @@ class LegacyFuelDataset:
                 self._layout[source] = layout
         self.feature_sources = tuple(sorted(self._layout))
         self._load_targets(targets_source if targets_source in named else None, class_names)
-        self.sources = self.feature_sources + (("targets",) if self._targets is not None else ())
+        self.sources = self.feature_sources + ((TARGETS,) if self._targets is not None else ())
         self.attrs = {k: attr_value(v) for k, v in f.attrs.items() if k not in RESERVED_ATTRS}
 
     def _source_layout(self, dataset: h5py.Dataset):
@@ -172,11 +173,11 @@ class LegacyFuelDataset:
             raise missing_source(self.path, source, self.sources)
 
     def frame_stride(self, source: str) -> int:
-        stride = self._strides.get(source, 16) if isinstance(self._strides, dict) else self._strides
+        stride = self._strides.get(source, CHUNK_FRAMES) if isinstance(self._strides, dict) else self._strides
         return int(stride)
 
     def dim(self, source: str) -> int:
-        if source == "targets":
+        if source == TARGETS:
             return self.num_classes if self.multilabel else 1
         self._check_source(source)
         return self._layout[source][2]
@@ -187,7 +188,7 @@ class LegacyFuelDataset:
 
     def read(self, source: str, video_id: str):
         e = self.index(video_id)
-        if source == "targets":
+        if source == TARGETS:
             if self._targets is None:
                 raise missing_source(self.path, source, self.sources)
             return self._targets[e].copy() if self.multilabel else int(self._targets[e])
@@ -255,7 +256,7 @@ class LegacyFuelDataset:
         self.close()
 
 
-def convert_legacy(legacy_path, out_path, *, rename: dict | None = None, frame_stride=16,
+def convert_legacy(legacy_path, out_path, *, rename: dict | None = None, frame_stride=CHUNK_FRAMES,
                    fps: float = math.nan, class_names=None, split_names: dict | None = None,
                    progress=None) -> dict:
     """Write a legacy Fuel file's examples into our layout; returns counts {"written", "skipped"}.
@@ -265,13 +266,11 @@ def convert_legacy(legacy_path, out_path, *, rename: dict | None = None, frame_s
     same output continues an interrupted conversion (videos already there are skipped).
     ``progress``: a callable wrapping an iterable (e.g. tqdm) or None.
     """
-    from fuel_datasets.writer import FeatureWriter
-
     with open_h5(legacy_path) as probe:
         ours = is_feature_layout(probe)
     if ours:
         return _copy_our_layout(legacy_path, out_path, rename or split_names or class_names
-                                or frame_stride != 16 or not math.isnan(fps))
+                                or frame_stride != CHUNK_FRAMES or not math.isnan(fps))
     rename = dict(rename or {})
     with LegacyFuelDataset(legacy_path) as probe:
         unknown = set(rename) - set(probe.feature_sources)
@@ -285,7 +284,7 @@ def convert_legacy(legacy_path, out_path, *, rename: dict | None = None, frame_s
     if unknown:
         raise DatasetError(f"frame strides given for {sorted(unknown)}, which the output will not have "
                            f"(its sources: {', '.join(sorted(names.values()))})")
-    legacy_strides = {old: int(strides.get(new, 16)) for old, new in names.items()}
+    legacy_strides = {old: int(strides.get(new, CHUNK_FRAMES)) for old, new in names.items()}
     source_file = str(Path(legacy_path).resolve())
     if Path(out_path).exists():
         with open_h5(out_path) as existing:
@@ -313,7 +312,7 @@ def convert_legacy(legacy_path, out_path, *, rename: dict | None = None, frame_s
                     features={names[s]: legacy.read(s, video_id) for s in legacy.feature_sources},
                     frame_index={names[s]: legacy.frame_index(s, video_id) for s in legacy.feature_sources},
                     num_frames=legacy.num_frames(video_id), fps=legacy.fps(video_id),
-                    targets=legacy.read("targets", video_id) if "targets" in legacy.sources else None,
+                    targets=legacy.read(TARGETS, video_id) if TARGETS in legacy.sources else None,
                     split=split_of.get(video_id))
                 written += 1
     return {"written": written, "skipped": skipped}
@@ -327,7 +326,7 @@ def _copy_our_layout(path, out_path, options_given: bool) -> dict:
     if Path(out_path).resolve() == Path(path).resolve():
         raise DatasetError(f"{path} is already a feature file in this project's layout: it needs no "
                            "conversion")
-    with open_dataset(path) as ds:
+    with FeatureDataset(path) as ds:
         count = ds.num_videos
     tmp = Path(out_path).with_name(f".{Path(out_path).name}.tmp{os.getpid()}")
     try:

@@ -11,8 +11,9 @@ import sys
 
 from tqdm import tqdm
 
+from alstm_core.storage import TARGETS
 from fuel_datasets.errors import DatasetError
-from fuel_datasets.layout import open_dataset
+from fuel_datasets.opening import open_dataset
 from fuel_datasets.writer import FeatureWriter
 
 
@@ -37,7 +38,7 @@ def merge_feature_files(inputs: list[str], out: str, order: list[str] | None = N
         added = 0
         with FeatureWriter(out, class_names=list(first.class_names), multilabel=first.multilabel,
                            attrs=dict(first.attrs)) as writer:
-            sources = [s for s in first.sources if s != "targets"]
+            sources = [s for s in first.sources if s != TARGETS]
             for source in sources:
                 writer.set_source_info(source, **first.source_info(source))
             for vid in tqdm(ids, desc="merge", unit="video", disable=not progress, file=sys.stderr):
@@ -50,7 +51,7 @@ def merge_feature_files(inputs: list[str], out: str, order: list[str] | None = N
                     frame_index={s: ds.frame_index(s, vid) for s in sources},
                     num_frames=ds.num_frames(vid),
                     fps=ds.fps(vid),
-                    targets=ds.read("targets", vid) if "targets" in ds.sources else None,
+                    targets=ds.read(TARGETS, vid) if TARGETS in ds.sources else None,
                     split=split,
                 )
                 added += 1

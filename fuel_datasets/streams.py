@@ -33,8 +33,10 @@ import h5py
 import numpy as np
 import torch
 
+from alstm_core.storage import FLIP_SUFFIX
 from fuel_datasets.errors import DatasetError
-from fuel_datasets.layout import FLIP_SUFFIX, FeatureDataset, missing_source, open_dataset
+from fuel_datasets.layout import FeatureDataset, missing_source
+from fuel_datasets.opening import open_dataset
 
 _PERMUTATION, _BATCH, _TEST = 0, 1, 2       # spawn keys: independent streams from one seed
 
@@ -96,11 +98,28 @@ def _row_step(stride: int, frames: int, rows_needed: int, what: str) -> int:
     return frames // stride
 
 
-def window_starts(input_grid, attended_grid, num_frames: int, spec: WindowSpec, what: str = "source"):
-    """The video's valid windows as input-row starts ``first + period * k``, k < count.
+class WindowStarts(NamedTuple):
+    """A video's valid windows: the input-row starts ``first + period * k`` for k < ``count``.
+
+    Starts are row indices within the video's input rows (0-based); ``count`` 0 means no full window
+    (``first`` 0, ``period`` 1 then). ``in_step``: input rows between consecutive steps of a window
+    (1 when a row is stored per step); ``a_step``: attended rows between consecutive attended frames
+    (1 for T = 2N from 8-frame storage, 2 for T = N).
+    """
+
+    first: int
+    period: int
+    count: int
+    in_step: int
+    a_step: int
+
+
+def window_starts(input_grid, attended_grid, num_frames: int, spec: WindowSpec,
+                  what: str = "source") -> WindowStarts:
+    """The video's valid windows (see :class:`WindowStarts`).
 
     input_grid, attended_grid: (first frame, frame stride, row count) of the video's rows (attended_grid
-    None without attended source). Returns (first, period, count, input row step, attended row step).
+    None without attended source).
     """
     f_in, s_in, r_in = input_grid
     in_step = _row_step(s_in, spec.chunk_frames, spec.steps, f"input {what}")
@@ -120,10 +139,10 @@ def window_starts(input_grid, attended_grid, num_frames: int, spec: WindowSpec, 
             ok &= (start == f_a) & (r_a >= 1) & (T == 1)
     valid = np.flatnonzero(ok)
     if len(valid) == 0:
-        return 0, 1, 0, in_step, a_step
+        return WindowStarts(0, 1, 0, in_step, a_step)
     period = int(valid[1] - valid[0]) if len(valid) > 1 else 1
     assert (valid == valid[0] + period * np.arange(len(valid))).all(), "valid starts form a progression"
-    return int(valid[0]), period, len(valid), in_step, a_step
+    return WindowStarts(int(valid[0]), period, len(valid), in_step, a_step)
 
 
 def _video_table(ds, split, input_source, attended_source, spec, flips):
@@ -142,7 +161,7 @@ def _video_table(ds, split, input_source, attended_source, spec, flips):
     tables = {s: ds.row_table(s) for s in sources}
     targets, num_frames = ds.targets_array(), ds.num_frames_array()
     candidates = ds.split_indices(split)
-    names = ("first", "period", "count", "in_step", "a_step")
+    names = WindowStarts._fields          # the table's columns, one per field
     columns = np.zeros((len(candidates), len(names)), np.int64)
     excluded = {}
     for n, v in enumerate(candidates.tolist()):
@@ -155,11 +174,12 @@ def _video_table(ds, split, input_source, attended_source, spec, flips):
         if attended_source:
             att_row = tables[attended_source][v]
             att_grid = (att_row[2], att_row[3], att_row[1])
-        columns[n] = window_starts((in_row[2], in_row[3], in_row[1]), att_grid, int(num_frames[v]), spec,
-                                   f"source of video '{ds.video_ids[v]}'")
-        if columns[n, 2] == 0:
+        starts = window_starts((in_row[2], in_row[3], in_row[1]), att_grid, int(num_frames[v]), spec,
+                               f"source of video '{ds.video_ids[v]}'")
+        columns[n] = starts
+        if starts.count == 0:
             excluded[ds.video_ids[v]] = int(num_frames[v])
-    eligible = columns[:, 2] > 0
+    eligible = columns[:, names.index("count")] > 0
     table = {name: columns[eligible, i].copy() for i, name in enumerate(names)}
     table["index"] = candidates[eligible]
     index = table["index"]

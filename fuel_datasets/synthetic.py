@@ -72,15 +72,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from alstm_core import storage
+from alstm_core.storage import CHUNK_FRAMES, FLIP_SUFFIX, SPLITS, source_name
+
 from .errors import DatasetError
 
-VGG_FAMILIES = ("vgg_obj", "vgg_sce", "vgg_act")
-SLOT_FRAMES = 8  # attended rows: one every 8 frames
-CHUNK_FRAMES = 16  # input rows: one per 16-frame C3D chunk
+VGG_FAMILIES = tuple(f"vgg_{family}" for family in storage.VGG_FAMILIES)   # vgg_obj, vgg_sce, vgg_act
+SLOT_FRAMES = storage.ATTENDED_STRIDE   # attended rows: one every 8 frames; input rows: one per chunk
 BACKGROUND, SALIENT, CLUTTER = 0, 1, 2
-# c3d_fc8 stays the class scores (C columns), as the paper's C3D fine-tuned on ActivityNet (203 classes)
-PAPER_DIMS = dict(c3d_fc6_dim=4096, vgg_fc6_dim=4096, vgg_obj_fc8_dim=1000, vgg_sce_fc8_dim=205,
-                  vgg_act_fc8_dim=203)
+# c3d_fc8 stays the class scores (C columns), as the paper's C3D fine-tuned on ActivityNet (203 classes);
+# each VGG family's fc8 has the classes of its release
+PAPER_DIMS = dict(c3d_fc6_dim=4096, vgg_fc6_dim=4096,
+                  **{f"vgg_{family}_fc8_dim": classes for family, classes in storage.VGG_FAMILIES.items()})
 
 
 @dataclass(frozen=True)
@@ -178,8 +181,8 @@ class SynthConfig:
         dims = {}
         for family in ("c3d", *VGG_FAMILIES):
             for layer, dim in (("fc6", self.fc6_dim(family)), ("fc8", self.fc8_dim(family))):
-                dims[f"{family}_{layer}"] = dim
-                dims[f"{family}_{layer}_flip"] = dim
+                dims[source_name(family, layer)] = dim
+                dims[source_name(family, layer, flip=True)] = dim
         dims["salient"] = 1
         return dims
 
@@ -284,8 +287,9 @@ def make_catalogue(config: SynthConfig) -> tuple[list[tuple[int, ...]], list[str
     n_train = round(config.split_fractions[0] * count)
     n_valid = round(config.split_fractions[1] * count)
     splits = [""] * count
+    train, valid, test = SPLITS
     for position, index in enumerate(order):
-        splits[index] = "train" if position < n_train else "valid" if position < n_train + n_valid else "test"
+        splits[index] = train if position < n_train else valid if position < n_train + n_valid else test
     return labels, splits
 
 
@@ -373,13 +377,12 @@ def synthesize_video(config: SynthConfig, world: dict[str, Family], index: int, 
         latents[family] = attended_latents(config, world[family], plan, plan.visibility[family], rng)
     features, frame_index = {}, {}
     for family, z in latents.items():
-        step = CHUNK_FRAMES if family == "c3d" else SLOT_FRAMES
+        step = storage.row_stride(family)
         for flip in (False, True):
             fc6, fc8 = read_out(config, world[family], z, rng, flip)
-            suffix = "_flip" if flip else ""
-            features[f"{family}_fc6{suffix}"], features[f"{family}_fc8{suffix}"] = fc6, fc8
+            features[source_name(family, "fc6", flip)], features[source_name(family, "fc8", flip)] = fc6, fc8
         for layer in ("fc6", "fc8"):
-            frame_index[f"{family}_{layer}"] = np.arange(len(z), dtype=np.int64) * step
+            frame_index[source_name(family, layer)] = np.arange(len(z), dtype=np.int64) * step
     features["salient"] = (plan.slot_kind == SALIENT).astype(np.float32)[:, None]             # (R, 1)
     frame_index["salient"] = np.arange(len(plan.slot_kind), dtype=np.int64) * SLOT_FRAMES
     if config.multilabel:
@@ -408,7 +411,8 @@ def source_info(source: str) -> dict[str, object]:
         return dict(network="synthetic", layer="salient", chunk_length=1, stride=SLOT_FRAMES,
                     description="1.0 on frames that carry the class evidence, 0.0 elsewhere")
     family, layer = source.rsplit("_", 1)
-    length, stride = (CHUNK_FRAMES, CHUNK_FRAMES) if family == "c3d" else (1, SLOT_FRAMES)
+    length = CHUNK_FRAMES if family == "c3d" else 1
+    stride = storage.row_stride(family)
     return dict(network=f"synthetic {family}", layer=layer, chunk_length=length, stride=stride)
 
 
@@ -421,7 +425,7 @@ def write_synthetic(path, config: SynthConfig, progress=None) -> int:
     import json
     import os
 
-    from .layout import open_dataset
+    from .opening import open_dataset
     from .writer import FeatureWriter
 
     attrs = config.attributes()
@@ -435,7 +439,7 @@ def write_synthetic(path, config: SynthConfig, progress=None) -> int:
     written = 0
     with FeatureWriter(path, class_names=class_names(config), multilabel=config.multilabel, attrs=attrs) as w:
         for source in config.source_dims():
-            if not source.endswith("_flip"):
+            if not source.endswith(FLIP_SUFFIX):
                 w.set_source_info(source, **source_info(source))
         start = w.num_videos   # videos are written in index order, so the first missing one is here
         for video in iter_videos(config, start):

@@ -14,8 +14,9 @@ from typing import NamedTuple
 import h5py
 import numpy as np
 
+from alstm_core.storage import FLIP_SUFFIX, SPLITS, TARGETS
 from fuel_datasets.errors import DatasetError
-from fuel_datasets.layout import FLIP_SUFFIX, ID_BYTES, SPLITS, attr_value
+from fuel_datasets.layout import ID_BYTES, attr_value
 
 
 class CheckedVideo(NamedTuple):
@@ -88,7 +89,7 @@ def check_video(video_id, features: dict, frame_index: dict, num_frames, fps, ta
                            f"{sorted(dims)} (every video must provide the same sources)")
     rows, grids = {}, {}
     for source in sorted(features):
-        if not isinstance(source, str) or not source or "/" in source or source == "targets":
+        if not isinstance(source, str) or not source or "/" in source or source == TARGETS:
             raise DatasetError(f"{where}: {source!r} is not a valid source name")
         data = np.asarray(features[source])
         if data.ndim != 2 or data.dtype.kind not in "biuf":

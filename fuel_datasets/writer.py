@@ -18,7 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from fuel_datasets import superblock
+from alstm_core.storage import SPLITS, TARGETS
 from fuel_datasets.errors import DatasetError
 from fuel_datasets.fuel_split import split_array
 from fuel_datasets.layout import (
@@ -28,10 +28,11 @@ from fuel_datasets.layout import (
     LIBVER,
     RESERVED_ATTRS,
     ROW_COLUMNS,
-    SPLITS,
+    VIDEO_SOURCES,
     is_feature_layout,
     text_list,
 )
+from fuel_datasets.superblock import clear_write_flags, write_flags
 from fuel_datasets.video_check import attr_to_hdf5, check_video, same_attr
 
 _PER_VIDEO_CHUNK = 1024
@@ -125,7 +126,7 @@ class FeatureWriter:
         C = len(class_names)
         shapes = {"video_id": ((0,), f"S{ID_BYTES}"), "num_frames": ((0,), np.int64),
                   "fps": ((0,), np.float64),
-                  "targets": ((0, C), np.int8) if multilabel else ((0, 1), np.int64)}
+                  TARGETS: ((0, C), np.int8) if multilabel else ((0, 1), np.int64)}
         for name, (shape, dtype) in shapes.items():
             ds = f.create_dataset(name, shape, dtype=dtype, maxshape=(None,) + shape[1:],
                                   chunks=(_PER_VIDEO_CHUNK,) + shape[1:])
@@ -147,8 +148,8 @@ class FeatureWriter:
     def _open_existing(self, class_names, multilabel, attrs: dict) -> None:
         if not h5py.is_hdf5(self.path):
             raise DatasetError(f"{self.path} exists and is not an HDF5 file; choose another output path")
-        if superblock.write_flags(self.path):
-            superblock.clear_write_flags(self.path)     # its writer was killed: we hold the lock
+        if write_flags(self.path):
+            clear_write_flags(self.path)     # its writer was killed: we hold the lock
             self.recovered = True
         try:
             with self._open_h5("r") as f:
@@ -194,7 +195,7 @@ class FeatureWriter:
     def _needs_trim(f: h5py.File) -> bool:
         """Whether an interrupted append left anything past the last committed video."""
         V = int(f["committed"][0])
-        if any(f[name].shape[0] != V for name in ("video_id", "targets", "num_frames", "fps")):
+        if any(f[name].shape[0] != V for name in VIDEO_SOURCES):
             return True
         if V == 0 and len(f["features"]):
             return True
@@ -218,7 +219,7 @@ class FeatureWriter:
             for group in ("features", "frame_index", "rows"):
                 for name in list(f[group]):
                     del f[group][name]
-        for name in ("video_id", "targets", "num_frames", "fps"):
+        for name in VIDEO_SOURCES:
             if f[name].shape[0] != V:
                 f[name].resize(V, axis=0)
         for source in f["features"]:
@@ -403,7 +404,7 @@ class FeatureWriter:
                 ds(f"frame_index/{source}")[start:start + R] = grids[source][2]
             ds(f"rows/{source}").resize(V + 1, axis=0)
             ds(f"rows/{source}")[V] = (start, R, grids[source][0], grids[source][1])
-        for name, value in (("video_id", video_id.encode("utf-8")), ("targets", target),
+        for name, value in (("video_id", video_id.encode("utf-8")), (TARGETS, target),
                             ("num_frames", frames), ("fps", fps)):
             ds(name).resize(V + 1, axis=0)
             ds(name)[V] = value

@@ -3,7 +3,18 @@
 Each subcommand lives in `reproduce/commands/<name>.py` and exposes two functions:
 ``add_arguments(parser)`` and ``run(args) -> int``. They are listed in the literal dict
 ``COMMANDS`` below (no registry). User mistakes surface as ``alstm_core.UserError`` (every
-package's errors derive from it); this module turns them into a one-line message on stderr and exit code 2, never a traceback.
+package's errors derive from it); this module turns them into a one-line message on stderr and exit
+code 2, never a traceback.
+
+Environment variables are read here and nowhere else; `main` puts what they say on ``args``:
+
+- ``ALSTM_DEVICE``: the device of the commands given no ``--device`` (e.g. ``cpu`` on a machine whose
+  GPU is busy, or where CPU results must be reproduced; the test suite sets it to ``cpu``). On
+  ``args.default_device`` (None when unset or empty); a command uses ``args.device or
+  args.default_device``, and the library then picks cuda where available, else cpu.
+- torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ... (``TORCHRUN_VARIABLES``): on ``args.torchrun``
+  (None when not launched by torchrun), read by `reproduce.distributed.setup`.
+- ``ALSTM_DEBUG``: set, an OSError is raised with its traceback instead of printed as one line.
 """
 
 from __future__ import annotations
@@ -57,10 +68,19 @@ def torchrun_variables(environ) -> dict[str, str] | None:
     return found if "WORLD_SIZE" in found else None
 
 
+DEVICE_VARIABLE = "ALSTM_DEVICE"
+
+
+def device_from_environment(environ) -> str | None:
+    """``$ALSTM_DEVICE`` of ``environ``, None when unset or empty."""
+    return environ.get(DEVICE_VARIABLE, "").strip() or None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.torchrun = torchrun_variables(os.environ)
+    args.default_device = device_from_environment(os.environ)
     try:
         return int(args._run(args) or 0)
     except UserError as exc:

@@ -26,7 +26,6 @@ stopping). The model is not DDP-wrapped there: ranks may run different numbers o
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 
 from reproduce.errors import ReproduceError
+from reproduce.scores import NO_VIDEO, VideoScores
 
 
 @dataclass(frozen=True)
@@ -64,23 +64,18 @@ class Launch:
         return cls(rank, world_size, local_rank)
 
 
-DEVICE_VARIABLE = "ALSTM_DEVICE"
-
-
-def default_device() -> str:
-    """The device a command uses when none is given: ``$ALSTM_DEVICE`` when set (e.g. ``cpu`` on a
-    machine whose GPU is busy, or where CPU results must be reproduced), else ``cuda`` where CUDA is
-    available, else ``cpu``."""
-    chosen = os.environ.get(DEVICE_VARIABLE, "").strip()
-    if chosen:
-        return chosen
+def default_device(preferred: str | None = None) -> str:
+    """The device to use when none is given: ``preferred`` when given (e.g. the ``$ALSTM_DEVICE`` that
+    `reproduce.cli` reads onto ``args.default_device``), else ``cuda`` where CUDA is available, else
+    ``cpu``. Reads no environment variable: the command line's edge does that."""
+    if preferred:
+        return preferred
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def resolve_device(device: str | None, launch: Launch) -> torch.device:
     """None: `default_device`; a bare "cuda" becomes ``cuda:LOCAL_RANK`` (one GPU per process)."""
-    if device is None:
-        device = default_device()
+    device = default_device(device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ReproduceError(f"--device {device}: this machine (or this torch build) has no CUDA; "
                              "use --device cpu")
@@ -244,21 +239,19 @@ def videos_per_group(windows, window_batch: int) -> int:
     return max(1, window_batch // per_video)
 
 
-def score_sharded(dist: Distributed, windows, score: Callable[[Any], Any], window_batch: int = 400):
+def score_sharded(dist: Distributed, windows, score: Callable[[Any], VideoScores],
+                  window_batch: int = 400) -> VideoScores:
     """``score(iterable of (video_id, Batch)) -> VideoScores`` run on this rank's share of ``windows``,
     then the shares merged (in the order of ``windows``) on every rank. The merged loss is the mean over
     all windows (each rank's mean weighted by its window count)."""
-    from reproduce.evaluate import _NO_VIDEO, VideoScores
-
     if dist.world_size == 1:
         return score(windows)
     mine = ShardedWindows(windows, videos_per_group(windows, window_batch), dist.rank, dist.world_size)
     part = score(mine) if len(mine) else None
-    gathered = dist.all_gather_object((mine.indices, part, mine.windows_read))
-    return merge_video_scores(gathered, VideoScores, _NO_VIDEO)
+    return merge_video_scores(dist.all_gather_object((mine.indices, part, mine.windows_read)))
 
 
-def merge_video_scores(parts: Sequence[tuple[list[int], Any, int]], video_scores_type, no_video: str):
+def merge_video_scores(parts: Sequence[tuple[list[int], VideoScores | None, int]]) -> VideoScores:
     """One VideoScores from the ranks' (video indices, VideoScores or None, windows scored)."""
     order, ids, scores, positives = [], [], [], []
     loss_sum, windows, has_loss = 0.0, 0, False
@@ -274,11 +267,10 @@ def merge_video_scores(parts: Sequence[tuple[list[int], Any, int]], video_scores
             loss_sum += part.loss * count
             windows += count
     if not ids:
-        raise ReproduceError(no_video)
+        raise ReproduceError(NO_VIDEO)
     rank = np.argsort(np.asarray(order), kind="stable")
-    return video_scores_type(tuple(ids[i] for i in rank), np.concatenate(scores)[rank],
-                             np.concatenate(positives)[rank], loss_sum / windows if has_loss else None)
-
+    return VideoScores(tuple(ids[i] for i in rank), np.concatenate(scores)[rank],
+                       np.concatenate(positives)[rank], loss_sum / windows if has_loss else None)
 
 
 class NullLog:

@@ -18,26 +18,102 @@ Windows of several videos are concatenated into one forward pass of up to ``wind
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from reproduce.distributed import Distributed, score_sharded, single_process
 from reproduce.errors import ReproduceError
-from reproduce.metrics import classification_report
+from reproduce.metrics import ClassificationReport, classification_report
 from reproduce.precision import autocast
 from reproduce.precision import resolve as resolve_precision
+from reproduce.scores import NO_VIDEO, VideoScores
 
-_NO_VIDEO = "no video to evaluate: the split is empty or every video is shorter than a window"
+__all__ = ["Evaluation", "Member", "VideoScores", "baseline_scores", "ensemble_scores", "evaluate_baseline",
+           "evaluate_checkpoints", "require_labels", "resolve_flip", "score_videos"]
 
 
-class VideoScores(NamedTuple):
-    video_ids: tuple[str, ...]
-    scores: np.ndarray        # (V, C) float64: the mean of the video's window scores
-    positives: np.ndarray     # (V, C) bool: the video's label(s)
-    loss: float | None        # the mean per-window loss, when a loss function was given
+@dataclass(frozen=True)
+class Member:
+    """One checkpoint of an ensemble, scored alone."""
+
+    checkpoint: str
+    accuracy: float
+    mAP: float
+    mAP_interpolated: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "mAP": self.mAP, "mAP_interpolated": self.mAP_interpolated,
+                "checkpoint": self.checkpoint}
+
+
+@dataclass(frozen=True)
+class Evaluation(ClassificationReport):
+    """The metrics (`ClassificationReport`'s fields) of one scorer on a split, what was evaluated and
+    how, and the video scores behind them.
+
+    A scorer is either trained models (``checkpoints``: one, or an ensemble whose ``members`` hold each
+    one's metrics alone; ``members`` is empty for a single checkpoint) or the C3D (fc8) ``baseline``
+    source (``softmax_applied``: whether its rows were logits, softmaxed here). ``flip``: whether the
+    windows on flipped frames were added; ``precision``: the resolved `reproduce.precision` choice of the
+    forward passes; ``excluded_videos``: videos of the split shorter than a window."""
+
+    class_names: tuple[str, ...]
+    split: str
+    crops: int
+    flip: bool
+    seed: int
+    precision: str
+    excluded_videos: int
+    scores: VideoScores = field(compare=False, repr=False)
+    checkpoints: tuple[str, ...] = ()
+    members: tuple[Member, ...] = ()
+    baseline: str | None = None
+    softmax_applied: bool | None = None
+
+    @classmethod
+    def of(cls, scores: VideoScores, class_names: Sequence[str], **setting: Any) -> Evaluation:
+        """The evaluation of ``scores``: their `classification_report`, plus ``setting`` (the fields
+        after ``class_names``)."""
+        report = classification_report(scores.scores, scores.positives, class_names)
+        metrics = {f.name: getattr(report, f.name) for f in fields(ClassificationReport)}
+        return cls(**metrics, class_names=tuple(class_names), scores=scores, **setting)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain types: `ClassificationReport.to_dict`'s keys, then ``split``, ``crops``,
+        ``flip``, ``seed``, ``precision`` and either ``checkpoints``, ``excluded_videos`` (and
+        ``members`` for an ensemble) or ``baseline``, ``softmax_applied``, ``excluded_videos``. NaN
+        stays NaN (see `to_json`)."""
+        out = {**super().to_dict(), "split": self.split, "crops": self.crops, "flip": self.flip,
+               "seed": self.seed, "precision": self.precision}
+        if self.baseline is not None:
+            return out | {"baseline": self.baseline, "softmax_applied": self.softmax_applied,
+                          "excluded_videos": self.excluded_videos}
+        out |= {"checkpoints": list(self.checkpoints), "excluded_videos": self.excluded_videos}
+        if self.members:
+            out["members"] = [m.to_dict() for m in self.members]
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """`to_dict` with NaN as None, so that the JSON is standard (what ``alstm evaluate --json``
+        writes)."""
+        return _plain(self.to_dict())
+
+
+def _plain(value):
+    """NaN → None recursively."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _positives(targets: torch.Tensor, num_classes: int) -> np.ndarray:
@@ -104,7 +180,7 @@ def score_videos(model: torch.nn.Module, windows: Iterable, *, device: str | tor
                 start += count
             bar.update(len(group))
     if not ids:
-        raise ReproduceError(_NO_VIDEO)
+        raise ReproduceError(NO_VIDEO)
     return VideoScores(tuple(ids), np.stack(rows), np.stack(positives),
                        loss_sum / loss_count if loss_fn is not None else None)
 
@@ -126,7 +202,7 @@ def baseline_scores(windows: Iterable, *, already_probabilities: bool = False, n
         rows.append(probs.mean(dim=(0, 1)).numpy())                                    # windows and chunks
         positives.append(_positives(batch.targets, num_classes))
     if not ids:
-        raise ReproduceError(_NO_VIDEO)
+        raise ReproduceError(NO_VIDEO)
     return VideoScores(tuple(ids), np.stack(rows), np.stack(positives), None)
 
 
@@ -161,30 +237,22 @@ def resolve_flip(ds, sources: list[str], flip: bool | None, what: str) -> tuple[
                    "them (--no-flip says so explicitly)")
 
 
-def report(scores: VideoScores, class_names: list[str], **extra: Any) -> dict[str, Any]:
-    """`classification_report` of the video scores plus ``extra`` keys (JSON-ready)."""
-    return {**classification_report(scores.scores, scores.positives, class_names), **extra}
-
-
 def evaluate_checkpoints(data: str, checkpoints: Sequence[str], *, split: str = "test", crops: int = 40,
                          seed: int = 0, flip: bool | None = None, device: str | None = None,
-                         window_batch: int = 400, progress: bool = False, dist=None,
+                         window_batch: int = 400, progress: bool = False, dist: Distributed | None = None,
                          notice: Callable[[str], None] | None = None,
-                         precision: str = "float32") -> tuple[dict[str, Any], VideoScores]:
-    """Report of one checkpoint, or of the ensemble of several, on ``split`` of the file ``data``.
-    With ``dist`` (a `reproduce.distributed.Distributed` of a torchrun job) every rank scores its share
-    of the videos on ``dist.device`` and gets the merged result, equal to one process's.
+                         precision: str = "float32") -> Evaluation:
+    """The evaluation of one checkpoint, or of the ensemble of several, on ``split`` of the file ``data``
+    (``device`` None: cuda where available, else cpu). With ``dist`` (a `Distributed` of a torchrun
+    job) every rank scores its share of the videos on ``dist.device`` and gets the merged result, equal
+    to one process's.
 
-    The report has `classification_report`'s keys plus ``split``, ``crops``, ``seed``, ``checkpoints``,
-    ``excluded_videos`` (shorter than a window) and, for an ensemble, ``members`` (each one's
-    accuracy, mAP and mAP_interpolated alone). ``flip`` (`resolve_flip`): None adds the flipped windows
-    when the file has them for every source a model reads, True requires them, False leaves them out;
-    the report's ``flip`` is what was done, and ``notice`` hears when they were left out for want of them.
-    ``precision`` (`reproduce.precision`; float32 by default, as the paper's tables) is recorded resolved
-    in the report."""
+    ``flip`` (`resolve_flip`): None adds the flipped windows when the file has them for every source a
+    model reads, True requires them, False leaves them out; the result's ``flip`` is what was done, and
+    ``notice`` hears when they were left out for want of them. ``precision`` (`reproduce.precision`;
+    float32 by default, as the paper's tables) is recorded resolved."""
     from fuel_datasets.streams import TestWindows, WindowSpec
     from reproduce.checkpoint import load_model
-    from reproduce.distributed import score_sharded, single_process
 
     dist = dist or single_process(device)
     device = dist.device
@@ -212,29 +280,27 @@ def evaluate_checkpoints(data: str, checkpoints: Sequence[str], *, split: str = 
                 desc=str(path), precision=precision), window_batch))
         finally:
             windows.close()
-    scores = ensemble_scores(members)
-    extra = {"split": split, "crops": crops, "flip": flip, "seed": seed, "precision": precision,
-             "checkpoints": [str(p) for p in checkpoints], "excluded_videos": excluded}
+    alone = []
     if len(members) > 1:
-        extra["members"] = [
-            {k: v for k, v in report(m, class_names).items() if k in ("accuracy", "mAP", "mAP_interpolated")}
-            | {"checkpoint": str(p)} for m, p in zip(members, checkpoints, strict=True)
-        ]
-    return report(scores, class_names, **extra), scores
+        for scores, path in zip(members, checkpoints, strict=True):
+            report = classification_report(scores.scores, scores.positives, class_names)
+            alone.append(Member(str(path), report.accuracy, report.mAP, report.mAP_interpolated))
+    return Evaluation.of(ensemble_scores(members), class_names, split=split, crops=crops, flip=flip,
+                         seed=seed, precision=precision, excluded_videos=excluded,
+                         checkpoints=tuple(str(p) for p in checkpoints), members=tuple(alone))
 
 
 def evaluate_baseline(data: str, source: str = "c3d_fc8", *, split: str = "test", crops: int = 40,
                       seed: int = 0, flip: bool | None = None, frames: int = 192, steps: int = 12,
-                      progress: bool = False, dist=None,
-                      notice: Callable[[str], None] | None = None) -> tuple[dict[str, Any], VideoScores]:
-    """Report of the C3D (fc8) baseline read from ``source`` (see the module docstring); sharded over
-    the ranks of ``dist`` like `evaluate_checkpoints`; ``flip`` and ``notice`` as there."""
-    from reproduce.distributed import score_sharded, single_process
-
-    dist = dist or single_process("cpu")
+                      progress: bool = False, dist: Distributed | None = None,
+                      notice: Callable[[str], None] | None = None) -> Evaluation:
+    """The evaluation of the C3D (fc8) baseline read from ``source`` (see the module docstring), on the
+    CPU; sharded over the ranks of ``dist`` like `evaluate_checkpoints`; ``flip`` and ``notice`` as
+    there."""
     from fuel_datasets import open_dataset
     from fuel_datasets.streams import TestWindows, WindowSpec
 
+    dist = dist or single_process("cpu")
     with open_dataset(data) as ds:
         if source not in ds.sources:
             raise ReproduceError(f"{data} has no source {source!r} for the baseline; it has "
@@ -252,10 +318,9 @@ def evaluate_baseline(data: str, source: str = "c3d_fc8", *, split: str = "test"
             progress=progress and dist.is_main))
     finally:
         windows.close()
-    extra = {"split": split, "crops": crops, "flip": flip, "seed": seed, "precision": "float32",
-             "baseline": source,
-             "softmax_applied": not already, "excluded_videos": len(windows.excluded)}
-    return report(scores, class_names, **extra), scores
+    return Evaluation.of(scores, class_names, split=split, crops=crops, flip=flip, seed=seed,
+                         precision="float32", excluded_videos=len(windows.excluded), baseline=source,
+                         softmax_applied=not already)
 
 
 def require_labels(ds) -> None:

@@ -175,6 +175,8 @@ class Runner:
         return os.path.join(folder, "best.pt")
 
     def evaluate_model(self, dataset: str, key: str) -> dict[str, Any]:
+        """The test-set report (`Evaluation.to_dict`) of one model, evaluated once and kept beside its
+        run as eval-<crops>.json."""
         from reproduce.evaluate import evaluate_checkpoints
 
         path = os.path.join(self.run_dir(dataset, key), f"eval-{self.settings.crops}.json")
@@ -182,25 +184,25 @@ class Runner:
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 return json.load(f)
-        report, _ = evaluate_checkpoints(self.files.path(dataset), [checkpoint], crops=self.settings.crops,
-                                         device=self.device)
+        report = evaluate_checkpoints(self.files.path(dataset), [checkpoint], crops=self.settings.crops,
+                                      device=self.device).to_dict()
         _atomic_json(path, report)
         return report
 
     def evaluate_row(self, dataset: str, row: Row) -> dict[str, Any] | None:
+        """The report (`Evaluation.to_dict`) of a row; None for a quoted row."""
         from reproduce.evaluate import evaluate_baseline, evaluate_checkpoints
 
         if row.kind == "quoted":
             return None
         if row.kind == "baseline":
-            report, _ = evaluate_baseline(self.files.path(dataset), row.baseline, crops=self.settings.crops)
-            return report
+            return evaluate_baseline(self.files.path(dataset), row.baseline,
+                                     crops=self.settings.crops).to_dict()
         if row.kind == "model":
             return self.evaluate_model(dataset, row.models[0])
         checkpoints = [self.checkpoint(dataset, key) for key in row.models]
-        report, _ = evaluate_checkpoints(self.files.path(dataset), checkpoints, crops=self.settings.crops,
-                                         device=self.device)
-        return report
+        return evaluate_checkpoints(self.files.path(dataset), checkpoints, crops=self.settings.crops,
+                                    device=self.device).to_dict()
 
 
 def run_table(number: int, runner: Runner) -> dict[str, Any]:
@@ -271,19 +273,19 @@ def _by_name(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def claims(number: int) -> list[tuple[str, str, str | None]]:
     """The paper's qualitative claims about Table ``number``, from its rows in `reproduce.tables`:
     (claim, row that should score higher, row it should beat — None: the row's best ensemble member)."""
-    names = [row.name for row in TABLES[number]["rows"]]
+    rows = TABLES[number]["rows"]
     out = []
-    if number in (1, 4):
-        out += [(f"Table {number}: {name} beats LSTM-C3D (fc6)", name, "LSTM-C3D (fc6)")
-                for name in names if name.startswith("aLSTM") and "(b)" not in name]
-    if number == 3:
-        out += [(f"Table 3: {name} beats its vanilla LSTM", name, name[1:])
-                for name in names if name.startswith("aLSTM")]
+    if number in (1, 4):    # every attention LSTM of variant (a) beats the vanilla LSTM on C3D fc6
+        out += [(f"Table {number}: {row.name} beats LSTM-C3D (fc6)", row.name, "LSTM-C3D (fc6)")
+                for row in rows if row.kind == "model" and MODELS[row.models[0]].attended_source is not None
+                and MODELS[row.models[0]].variant == "a"]
+    out += [(f"Table {number}: {row.name} beats its vanilla LSTM", row.name, row.vanilla)
+            for row in rows if row.vanilla is not None]
     if number == 4:
         out.append(("Table 4: variant (a) beats variant (b)", "aLSTM-VGG_obj (fc8)",
                     "aLSTM-VGG_obj (fc8)(b)"))
     out += [(f"Table {number}: ensemble {row.name} beats its best member", row.name, None)
-            for row in TABLES[number]["rows"] if row.kind == "ensemble"]
+            for row in rows if row.kind == "ensemble"]
     return out
 
 

@@ -10,15 +10,12 @@ sequence of windows and the weights are mapped back to absolute frames::
          next window are dropped (memory does not grow with the video)
       ─▶ score_windows: each model on its inputs (N, Dv) and attended (T, Da) rows (member_window):
          class scores (C,) averaged over the models, attention (N, T) per model (variant b: (1, T))
-      ─▶ summarize (the content of highlights.json), with reproduce.moments:
-         FrameWeights: per attended frame, the step-averaged weight, averaged over the windows reading it
-         density / combine_curves: weight × T (1 = uniform attention), the models on one frame grid
-         find_moments: runs of grid cells at or above a threshold, merged, ranked by their peak
+      ─▶ reproduce.highlights.summarize: the typed `Highlights` (per-frame weights, timeline, moments)
 
 Frames are indexed in decoding order from 0 (caffe_models.video); a row "at frame f" was computed from
 frame f (VGG-19) or from frames f..f+15 (C3D), the storage convention of the feature files. Frames after
-the last complete 16-frame chunk are not read, as in extraction. Nothing here reads or writes files: the
-command ``alstm highlight`` and the figure scripts feed it decoded features and write what it returns.
+the last complete 16-frame chunk are not read, as in extraction. Nothing here reads or writes files:
+``reproduce.highlighting`` feeds it the features of a video (or of a feature file) and writes the result.
 """
 
 from __future__ import annotations
@@ -29,31 +26,19 @@ from typing import NamedTuple
 
 import numpy as np
 
+from alstm_core.storage import CHUNK_FRAMES, LAYERS, SourceName, parse_source
 from reproduce.errors import ReproduceError
-from reproduce.moments import FrameWeights, combine_curves, density, find_moments, frame_times, top_classes
-
-CHUNK_FRAMES = 16  # frames per C3D row, and per LSTM step (SPEC §1: F / N = 192 / 12)
-LAYERS = ("fc6", "fc7", "fc8")
 
 
-class SourceName(NamedTuple):
-    """A feature source ``<network>_<layer>``: network ``c3d`` or ``vgg_<family>``, layer fc6/fc7/fc8."""
-
-    network: str
-    layer: str
-
-
-def parse_source(source: str) -> SourceName:
-    """Split a source name of the feature files (``c3d_fc6``, ``vgg_obj_fc8``) into network and layer;
-    ReproduceError for a source no extractor makes (``salient``, ``*_flip``, other names)."""
-    network, _, layer = source.rpartition("_")
-    ok = layer in LAYERS and (network == "c3d" or (network.startswith("vgg_") and len(network) > 4
-                                                   and "_" not in network[4:]))
-    if not ok:
+def extracted_source(source: str) -> SourceName:
+    """The network and layer of a source the extractors make from a video (``c3d_fc6``,
+    ``vgg_obj_fc8``); ReproduceError for any other (``salient``, ``*_flip``, a release's ``c3d_fc7pca``)."""
+    name = parse_source(source)
+    if name is None or name.flip:
         raise ReproduceError(
             f"source {source!r} cannot be extracted from a video: the extractors make c3d_<layer> and "
             f"vgg_<family>_<layer> with layer {'/'.join(LAYERS)} (flipped-frame sources are not read here)")
-    return SourceName(network, layer)
+    return name
 
 
 def plan_windows(num_frames: int, frames: int, stride: int | None = None) -> np.ndarray:
@@ -256,86 +241,3 @@ def score_windows(models: Sequence, readings: Sequence[Reading], windows: Sequen
     mean = np.mean(scores, axis=0)                                                              # (B, C)
     return [WindowResult(w.start, mean[b], [a[b] for a in attention]) for b, w in enumerate(windows)]
 
-
-def _round(values, digits: int = 6) -> list:
-    return [round(float(v), digits) for v in np.asarray(values).ravel().tolist()]
-
-
-def summarize(windows: Sequence[WindowResult], readings: Sequence[Reading], class_names: Sequence[str],
-              timestamps: np.ndarray, num_frames: int, *, video: Mapping, models: Sequence[Mapping],
-              top: int = 5, moments: int = 5, threshold: float = 1.5, gap: int = 0) -> dict:
-    """The content of ``highlights.json`` (plain JSON types) from the windows of a whole video.
-
-    ``video`` (path, fps, …) and ``models`` (one dict per model: checkpoint, sources, …) are copied in.
-    ``timestamps`` (num_frames,): seconds of every decoded frame from the first one. Scores are averaged
-    over the windows (each already averaged over the models). Per model with attention: each window's
-    weights of every step and their average per attended frame; over the video, each attended frame's
-    weight averaged over the windows reading it, and its density (weight × T). ``timeline``: the models'
-    densities averaged on one grid; ``moments``: ``find_moments`` of it.
-    """
-    if not windows:
-        raise ReproduceError("no window was read")
-    covered = num_frames // CHUNK_FRAMES * CHUNK_FRAMES
-    times = np.asarray(timestamps, dtype=np.float64)
-    duration = float(frame_times([num_frames], times)[0])
-    scores = np.mean([w.scores for w in windows], axis=0)                                  # (C,)
-    best = top_classes(scores, class_names, top)
-    accumulators = [FrameWeights(r.attended_stride) if r.attended_source else None for r in readings]
-    window_items = []
-    for index, window in enumerate(windows):
-        per_model = []
-        for m, item in enumerate(window.attention):
-            if item is None:
-                per_model.append(None)
-                continue
-            attended, attention = item
-            per_frame = accumulators[m].add(attended, attention)
-            per_model.append({"model": m, "frames": attended.tolist(),
-                              "times": _round(frame_times(attended, times)),
-                              "step_weights": [_round(row) for row in np.asarray(attention)],
-                              "frame_weights": _round(per_frame)})
-        start, end = int(window.start), int(window.start) + readings[0].frames
-        window_items.append({
-            "index": index, "start_frame": start, "end_frame": end,
-            "start_time": round(float(frame_times([start], times)[0]), 6),
-            "end_time": round(float(frame_times([end], times)[0]), 6),
-            "class_scores": {c["class"]: round(float(window.scores[c["index"]]), 6) for c in best},
-            "attention": per_model})
-    per_frame, curves = [], []
-    for m, (reading, acc) in enumerate(zip(readings, accumulators, strict=True)):
-        if acc is None:
-            continue
-        frames, weights = acc.result()
-        dens = density(weights, reading.attended)
-        curves.append((frames, dens, reading.attended_stride))
-        end = frame_times([frames[-1] + reading.attended_stride], times)[0]
-        per_frame.append({"model": m, "cell_frames": reading.attended_stride, "frames": frames.tolist(),
-                          "times": _round(frame_times(frames, times)), "end_time": round(float(end), 6),
-                          "weights": _round(weights), "density": _round(dens)})
-    timeline, found = None, []
-    if curves:
-        grid, values, cell = combine_curves(curves, covered)
-        timeline = {"frames": grid.tolist(), "times": _round(frame_times(grid, times)),
-                    "density": [None if math.isnan(v) else round(v, 6) for v in values.tolist()],
-                    "cell_frames": cell, "end_time": round(float(frame_times([covered], times)[0]), 6)}
-        found = find_moments(grid, values, cell, covered, threshold, moments, gap)
-    moment_items = [{
-        "rank": rank, "start_frame": m.start, "end_frame": m.end,
-        "start_time": round(float(frame_times([m.start], times)[0]), 6),
-        "end_time": round(float(frame_times([m.end], times)[0]), 6),
-        "peak_frame": m.peak_frame, "peak_time": round(float(frame_times([m.peak_frame], times)[0]), 6),
-        "peak_density": round(m.peak, 6), "mean_density": round(m.mean, 6)}
-        for rank, m in enumerate(found, 1)]
-    return {
-        "format": "alstm-highlights", "format_version": 1,
-        "video": dict(video), "models": [dict(m) for m in models],
-        "num_frames": int(num_frames), "frames_read": int(covered), "duration": round(duration, 6),
-        "window": {"frames": readings[0].frames, "count": len(windows),
-                   "starts": [int(w.start) for w in windows]},
-        "top_classes": best,
-        "windows": window_items,
-        "frames": per_frame,
-        "timeline": timeline,
-        "moments": moment_items,
-        "settings": {"threshold": threshold, "moments": moments, "merge_gap_cells": gap, "top": top},
-    }

@@ -20,6 +20,10 @@ A class without a positive video has no AP (NaN); the means skip such classes an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 from sklearn.metrics import average_precision_score
 
@@ -85,13 +89,37 @@ def mean_over_classes(per_class: np.ndarray) -> tuple[float, int]:
     return mean, int(np.sum(~finite))
 
 
-def classification_report(scores: np.ndarray, positives: np.ndarray, class_names: list[str]) -> dict:
-    """Every metric of one set of video scores, as JSON-ready plain types.
+@dataclass(frozen=True)
+class ClassificationReport:
+    """Every metric of one set of video scores (fractions in [0, 1]).
 
-    Keys: ``accuracy``, ``hit_at_3``, ``mAP`` (scikit-learn), ``mAP_interpolated`` (ActivityNet),
-    ``per_class_ap`` and ``per_class_ap_interpolated`` ({class name: AP or None}),
-    ``classes_without_positives`` (list of names, skipped by both means), ``num_videos``.
+    ``per_class_ap`` and ``per_class_ap_interpolated`` map a class name to its AP, None for a class
+    without a positive video; those classes are listed in ``classes_without_positives`` and skipped by
+    both means (``mAP`` scikit-learn, ``mAP_interpolated`` ActivityNet; NaN if no class has a positive).
     """
+
+    accuracy: float
+    hit_at_3: float
+    mAP: float
+    mAP_interpolated: float
+    per_class_ap: dict[str, float | None]
+    per_class_ap_interpolated: dict[str, float | None]
+    classes_without_positives: tuple[str, ...]
+    num_videos: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain JSON-ready types, in field order (NaN means stay NaN)."""
+        return {"accuracy": self.accuracy, "hit_at_3": self.hit_at_3, "mAP": self.mAP,
+                "mAP_interpolated": self.mAP_interpolated, "per_class_ap": dict(self.per_class_ap),
+                "per_class_ap_interpolated": dict(self.per_class_ap_interpolated),
+                "classes_without_positives": list(self.classes_without_positives),
+                "num_videos": self.num_videos}
+
+
+def classification_report(scores: np.ndarray, positives: np.ndarray,
+                          class_names: Sequence[str]) -> ClassificationReport:
+    """Every metric of the video scores ``scores`` (V, C) float against ``positives`` (V, C) bool, the
+    C classes named by ``class_names``."""
     if scores.shape != positives.shape or scores.shape[1] != len(class_names):
         raise ValueError(
             f"scores {scores.shape}, positives {positives.shape} and {len(class_names)} class names disagree"
@@ -104,13 +132,14 @@ def classification_report(scores: np.ndarray, positives: np.ndarray, class_names
     def named(values: np.ndarray) -> dict[str, float | None]:
         return {n: (float(v) if np.isfinite(v) else None) for n, v in zip(class_names, values, strict=True)}
 
-    return {
-        "accuracy": accuracy(scores, positives),
-        "hit_at_3": hit_at_k(scores, positives, 3),
-        "mAP": m_ap,
-        "mAP_interpolated": m_ap_int,
-        "per_class_ap": named(ap),
-        "per_class_ap_interpolated": named(ap_int),
-        "classes_without_positives": [n for n, v in zip(class_names, ap, strict=True) if not np.isfinite(v)],
-        "num_videos": int(scores.shape[0]),
-    }
+    skipped = tuple(n for n, v in zip(class_names, ap, strict=True) if not np.isfinite(v))
+    return ClassificationReport(
+        accuracy=accuracy(scores, positives),
+        hit_at_3=hit_at_k(scores, positives, 3),
+        mAP=m_ap,
+        mAP_interpolated=m_ap_int,
+        per_class_ap=named(ap),
+        per_class_ap_interpolated=named(ap_int),
+        classes_without_positives=skipped,
+        num_videos=int(scores.shape[0]),
+    )

@@ -1,4 +1,4 @@
-"""The highlight report: ``report.html`` and its PNG figures, from a ``highlights.json`` and thumbnails.
+"""The highlight report: ``report.html`` and its PNG figures, from a `Highlights` and thumbnails.
 
 Three views, as in the paper (SPEC §7):
 - Figure 2: per model, the attended frames of highest (green) and lowest (red) attention over the video;
@@ -20,10 +20,12 @@ import io
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from reproduce.atomic import write_bytes
+from reproduce.highlights import Highlights
 from reproduce.moments import extreme_frames, strip_columns
 
 FAMILY_NAMES = {"vgg_obj": "Object", "vgg_sce": "Scene", "vgg_act": "Action", "c3d": "C3D"}
@@ -35,12 +37,11 @@ THUMBNAIL_WIDTH = 160                       # pixels; the report shows frames at
 BRIGHTNESS_FLOOR = 0.15
 
 
-def model_label(model: Mapping) -> str:
+def model_label(input_source: str, attended_source: str | None) -> str:
     """The paper's row names: "aLSTM-VGG_obj (fc8)", "aLSTM-C3D (fc8)", "LSTM-C3D (fc6)" (vanilla)."""
-    attended = model.get("attended_source")
-    if attended is None:
-        return f"LSTM-{_network_name(model['input_source'])}"
-    return f"aLSTM-{_network_name(attended)}"
+    if attended_source is None:
+        return f"LSTM-{_network_name(input_source)}"
+    return f"aLSTM-{_network_name(attended_source)}"
 
 
 def _network_name(source: str) -> str:
@@ -49,52 +50,86 @@ def _network_name(source: str) -> str:
     return f"{name} ({layer})"
 
 
-def family_label(model: Mapping) -> str:
+def family_label(attended_source: str | None) -> str:
     """The row label of Figure 3: Object / Scene / Action / C3D (or the source name)."""
-    source = model.get("attended_source") or ""
+    source = attended_source or ""
     return FAMILY_NAMES.get(source.rpartition("_")[0], source)
 
 
-def figure2_selection(highlights: Mapping, k: int = 4) -> list[dict]:
-    """Per model with attention: {"label", "high": [(frame, time, weight)…], "low": […]} (Fig. 2)."""
+class ShownFrame(NamedTuple):
+    """A frame a figure shows: its index, time (s) and attention weight."""
+
+    frame: int
+    time: float
+    weight: float
+
+
+class Figure2Row(NamedTuple):
+    """One model's frames of highest (descending) and lowest (ascending) attention over the video."""
+
+    label: str
+    high: list[ShownFrame]
+    low: list[ShownFrame]
+
+
+class StripRow(NamedTuple):
+    """One model's row of the Figure 3 strip: its weight on each column's frame (None: not attended)."""
+
+    label: str                   # Object / Scene / Action / C3D
+    model: str                   # the model's row name
+    weights: list[float | None]
+
+
+class Figure3Strip(NamedTuple):
+    """The Figure 3 strip: window ``window`` (where ``class_name`` scores ``score``), its frames and their
+    times, one row per model."""
+
+    window: int
+    class_name: str
+    score: float
+    frames: list[int]
+    times: list[float]
+    rows: list[StripRow]
+
+
+def figure2_selection(highlights: Highlights, k: int = 4) -> list[Figure2Row]:
+    """Per model with attention, its k frames of highest and of lowest attention weight (Fig. 2)."""
     rows = []
-    for item in highlights["frames"]:
-        frames, times, weights = (np.asarray(item[key]) for key in ("frames", "times", "weights"))
-        high, low = extreme_frames(frames, weights, k)
-        picked = [[(int(frames[i]), float(times[i]), float(weights[i])) for i in idx] for idx in (high, low)]
-        rows.append({"label": model_label(highlights["models"][item["model"]]), "high": picked[0],
-                     "low": picked[1]})
+    for curve in highlights.frames:
+        high, low = extreme_frames(curve.frames, curve.weights, k)
+        picked = [[ShownFrame(int(curve.frames[i]), float(curve.times[i]), float(curve.weights[i]))
+                   for i in idx] for idx in (high, low)]
+        rows.append(Figure2Row(highlights.models[curve.model].label, picked[0], picked[1]))
     return rows
 
 
-def figure3_selection(highlights: Mapping, columns: int = 12) -> dict | None:
+def figure3_selection(highlights: Highlights, columns: int = 12) -> Figure3Strip | None:
     """The Figure 3 strip: the window where the top class scores highest (first such window), at most
     ``columns`` of its attended frames, and per model the window's step-averaged weight of each (None
     where a model does not attend to that frame). None when no model has attention."""
-    top = highlights["top_classes"][0]["class"]
-    candidates = [w for w in highlights["windows"] if any(a is not None for a in w["attention"])]
+    top = highlights.top_classes[0].name
+    candidates = [w for w in highlights.windows if any(a is not None for a in w.attention)]
     if not candidates:
         return None
-    window = max(candidates, key=lambda w: (w["class_scores"][top], -w["index"]))
-    items = [a for a in window["attention"] if a is not None]
-    frames = strip_columns([f for a in items for f in a["frames"]], columns)
-    times = {}
+    window = max(candidates, key=lambda w: (w.class_scores[top], -w.index))
+    items = [a for a in window.attention if a is not None]
+    frames = strip_columns([f for a in items for f in a.frames.tolist()], columns)
+    times: dict[int, float] = {}
     rows = []
     for item in items:
-        weight_of = dict(zip(item["frames"], item["frame_weights"], strict=True))
-        times.update(zip(item["frames"], item["times"], strict=True))
-        model = highlights["models"][item["model"]]
-        rows.append({"label": family_label(model), "model": model_label(model),
-                     "weights": [weight_of.get(f) for f in frames]})
-    return {"window": window["index"], "class": top, "score": window["class_scores"][top],
-            "frames": frames, "times": [times[f] for f in frames], "rows": rows}
+        weight_of = dict(zip(item.frames.tolist(), item.frame_weights.tolist(), strict=True))
+        times.update(zip(item.frames.tolist(), item.times.tolist(), strict=True))
+        model = highlights.models[item.model]
+        rows.append(StripRow(family_label(model.attended_source), model.label,
+                             [weight_of.get(f) for f in frames]))
+    return Figure3Strip(window.index, top, window.class_scores[top], frames, [times[f] for f in frames], rows)
 
 
-def report_frames(highlights: Mapping, k: int = 4, columns: int = 12) -> set[int]:
+def report_frames(highlights: Highlights, k: int = 4, columns: int = 12) -> set[int]:
     """Every frame whose thumbnail the report shows."""
-    frames = {f for row in figure2_selection(highlights, k) for f, _, _ in row["high"] + row["low"]}
+    frames = {shown.frame for row in figure2_selection(highlights, k) for shown in row.high + row.low}
     strip = figure3_selection(highlights, columns)
-    return frames | set(strip["frames"] if strip else [])
+    return frames | set(strip.frames if strip else [])
 
 
 def darken(image: np.ndarray, factor: float) -> np.ndarray:
@@ -129,11 +164,11 @@ def _pyplot():
     return plt
 
 
-def render_figure2(selection: Sequence[Mapping], thumbnails: Mapping[int, np.ndarray]) -> bytes:
+def render_figure2(selection: Sequence[Figure2Row], thumbnails: Mapping[int, np.ndarray]) -> bytes:
     """PNG: per model, a row of its k highest-attention frames (green) above a row of its k lowest (red)."""
     plt = _pyplot()
-    k = max(1, *(len(row["high"]) for row in selection))
-    rows = [(row["label"], kind, row[kind]) for row in selection for kind in ("high", "low")]
+    k = max(1, *(len(row.high) for row in selection))
+    rows = [(row.label, kind, getattr(row, kind)) for row in selection for kind in ("high", "low")]
     fig, axes = plt.subplots(len(rows), k, figsize=(2.0 * k + 1.0, 1.75 * len(rows) + 0.4), squeeze=False,
                              layout="constrained")
     for r, (label, kind, items) in enumerate(rows):
@@ -162,16 +197,16 @@ def brightness(weight: float, peak: float, floor: float = BRIGHTNESS_FLOOR) -> f
     return floor + (1.0 - floor) * (weight / peak if peak > 0 else 1.0)
 
 
-def render_figure3(strip: Mapping, thumbnails: Mapping[int, np.ndarray]) -> bytes:
+def render_figure3(strip: Figure3Strip, thumbnails: Mapping[int, np.ndarray]) -> bytes:
     """PNG: the strip of Figure 3, one row per model; brightness follows weight / the row's largest."""
     plt = _pyplot()
-    frames, rows = strip["frames"], strip["rows"]
+    frames, rows = strip.frames, strip.rows
     size = (1.45 * len(frames) + 1.0, 1.5 * len(rows) + 0.5)
     fig, axes = plt.subplots(len(rows), len(frames), figsize=size, squeeze=False, layout="constrained")
     for r, row in enumerate(rows):
-        known = [w for w in row["weights"] if w is not None]
+        known = [w for w in row.weights if w is not None]
         peak = max(known) if known and max(known) > 0 else 1.0
-        for c, (frame, weight) in enumerate(zip(frames, row["weights"], strict=True)):
+        for c, (frame, weight) in enumerate(zip(frames, row.weights, strict=True)):
             ax = axes[r][c]
             ax.set_xticks([])
             ax.set_yticks([])
@@ -184,42 +219,38 @@ def render_figure3(strip: Mapping, thumbnails: Mapping[int, np.ndarray]) -> byte
             ax.set_xlabel(f"{weight:.3f}", fontsize=9)
             if r == 0:
                 ax.set_title(f"{frame}", fontsize=8)
-        axes[r][0].set_ylabel(row["label"], fontsize=9)
-    fig.suptitle(f"Frames of window {strip['window']} (top class {strip['class']}); "
+        axes[r][0].set_ylabel(row.label, fontsize=9)
+    fig.suptitle(f"Frames of window {strip.window} (top class {strip.class_name}); "
                  "brighter = higher attention", fontsize=10)
     return _png(fig)
 
 
-def render_timeline(highlights: Mapping) -> bytes:
+def render_timeline(highlights: Highlights) -> bytes:
     """PNG: attention density over the video per model (and their mean for ensembles), the threshold,
     and the moments shaded with their rank."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(11, 3.2))
-    duration = highlights["duration"]
-    for item in highlights["frames"]:
-        label = model_label(highlights["models"][item["model"]])
-        times = np.append(np.asarray(item["times"], dtype=float), item["end_time"])  # the last cell's end
-        values = np.append(np.asarray(item["density"], dtype=float), item["density"][-1])
-        ax.step(times, values, where="post", linewidth=1.2, label=label, alpha=0.85)
-    timeline = highlights["timeline"]
-    if timeline is not None and len(highlights["frames"]) > 1:
-        values = np.asarray([np.nan if v is None else v for v in timeline["density"]], dtype=float)
-        times = np.append(np.asarray(timeline["times"], dtype=float), timeline["end_time"])
-        ax.step(times, np.append(values, values[-1]), where="post", color="black", linewidth=2,
-                label="mean")
+    threshold = highlights.settings.threshold
+    for curve in highlights.frames:
+        times = np.append(curve.times, curve.end_time)                  # the last cell's end
+        ax.step(times, np.append(curve.density, curve.density[-1]), where="post", linewidth=1.2,
+                label=highlights.models[curve.model].label, alpha=0.85)
+    timeline = highlights.timeline
+    if timeline is not None and len(highlights.frames) > 1:
+        times = np.append(timeline.times, timeline.end_time)
+        ax.step(times, np.append(timeline.density, timeline.density[-1]), where="post", color="black",
+                linewidth=2, label="mean")
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":", label="uniform (1/T)")
-    ax.axhline(highlights["settings"]["threshold"], color="grey", linewidth=0.8, linestyle="--",
-               label="threshold")
-    for moment in highlights["moments"]:
-        ax.axvspan(moment["start_time"], moment["end_time"], color="#f2b705", alpha=0.3, linewidth=0)
-        ax.annotate(str(moment["rank"]), (moment["peak_time"], moment["peak_density"]), fontsize=9,
+    ax.axhline(threshold, color="grey", linewidth=0.8, linestyle="--", label="threshold")
+    for moment in highlights.moments:
+        ax.axvspan(moment.start_time, moment.end_time, color="#f2b705", alpha=0.3, linewidth=0)
+        ax.annotate(str(moment.rank), (moment.peak_time, moment.peak_density), fontsize=9,
                     ha="center", va="bottom", xytext=(0, 3), textcoords="offset points")
-    if len(highlights["windows"]) <= 40:                      # window boundaries, while they stay legible
-        for window in highlights["windows"][1:]:
-            ax.axvline(window["start_time"], color="#cccccc", linewidth=0.6, zorder=0)
-    ax.set_xlim(0, max(duration, 1e-6))
-    top = max([highlights["settings"]["threshold"]] + [max(item["density"]) for item in highlights["frames"]])
-    ax.set_ylim(0, 1.15 * top)
+    if len(highlights.windows) <= 40:                         # window boundaries, while they stay legible
+        for window in highlights.windows[1:]:
+            ax.axvline(window.start_time, color="#cccccc", linewidth=0.6, zorder=0)
+    ax.set_xlim(0, max(highlights.duration, 1e-6))
+    ax.set_ylim(0, 1.15 * max([threshold] + [float(np.max(curve.density)) for curve in highlights.frames]))
     ax.set_xlabel("time (s)")
     ax.set_ylabel("attention × T")
     ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.01), ncol=4, frameon=False)
@@ -244,25 +275,26 @@ p.note { font-size: 13px; color: #555; max-width: 900px; }
 """
 
 
-def render_html(highlights: Mapping, images: Mapping[str, bytes]) -> str:
+def render_html(highlights: Highlights, images: Mapping[str, bytes]) -> str:
     """The page: ``images`` maps figure names (figure2, figure3, timeline) to PNG bytes, inlined."""
     esc = html.escape
-    video = highlights["video"]
+    video = highlights.video
+    name = esc(os.path.basename(video.path))
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-             f"<title>Highlights: {esc(os.path.basename(video['path']))}</title><style>{STYLE}</style>"
+             f"<title>Highlights: {name}</title><style>{STYLE}</style>"
              "</head><body>",
-             f"<h1>{esc(os.path.basename(video['path']))}</h1>",
-             f"<div class='meta'>{highlights['num_frames']} frames, {video['fps']:.3g} frames/s, "
-             f"{highlights['duration']:.2f} s; {highlights['window']['count']} windows of "
-             f"{highlights['window']['frames']} frames; models: "
-             + ", ".join(esc(model_label(m)) for m in highlights["models"]) + "</div>"]
-    if highlights.get("random_weights"):
-        parts.append(f"<p class='warn'>The features of {esc(', '.join(highlights['random_weights']))} were "
+             f"<h1>{name}</h1>",
+             f"<div class='meta'>{highlights.num_frames} frames, {video.fps:.3g} frames/s, "
+             f"{highlights.duration:.2f} s; {len(highlights.windows)} windows of "
+             f"{highlights.window_frames} frames; models: "
+             + ", ".join(esc(m.label) for m in highlights.models) + "</div>"]
+    if highlights.random_weights:
+        parts.append(f"<p class='warn'>The features of {esc(', '.join(highlights.random_weights))} were "
                      "computed with random weights: classes and attention are not meaningful.</p>")
     parts.append("<h2>Top classes</h2><table><tr><th>class</th><th>score</th><th></th></tr>")
-    for item in highlights["top_classes"]:
-        width = max(1, round(300 * item["score"]))
-        parts.append(f"<tr><td>{esc(item['class'])}</td><td>{item['score']:.3f}</td>"
+    for item in highlights.top_classes:
+        width = max(1, round(300 * item.score))
+        parts.append(f"<tr><td>{esc(item.name)}</td><td>{item.score:.3f}</td>"
                      f"<td><span class='bar' style='width:{width}px'></span></td></tr>")
     parts.append("</table>")
     if "timeline" in images:
@@ -289,24 +321,24 @@ def render_html(highlights: Mapping, images: Mapping[str, bytes]) -> str:
     return "\n".join(parts)
 
 
-def _moments_table(highlights: Mapping) -> str:
-    if not highlights["moments"]:
-        return (f"<p class='note'>No frame reached {highlights['settings']['threshold']:g} times the uniform "
+def _moments_table(highlights: Highlights) -> str:
+    if not highlights.moments:
+        return (f"<p class='note'>No frame reached {highlights.settings.threshold:g} times the uniform "
                 "attention: no moment is highlighted.</p>")
     rows = ["<table><tr><th>#</th><th>from (s)</th><th>to (s)</th><th>frames</th><th>peak (×T)</th></tr>"]
-    for m in highlights["moments"]:
-        rows.append(f"<tr><td>{m['rank']}</td><td>{m['start_time']:.2f}</td><td>{m['end_time']:.2f}</td>"
-                    f"<td>{m['start_frame']}–{m['end_frame'] - 1}</td><td>{m['peak_density']:.2f}</td></tr>")
+    for m in highlights.moments:
+        rows.append(f"<tr><td>{m.rank}</td><td>{m.start_time:.2f}</td><td>{m.end_time:.2f}</td>"
+                    f"<td>{m.start_frame}–{m.end_frame - 1}</td><td>{m.peak_density:.2f}</td></tr>")
     rows.append("</table>")
     return "".join(rows)
 
 
-def write_report(out_dir: str, highlights: Mapping, thumbnails: Mapping[int, np.ndarray], *, k: int = 4,
+def write_report(out_dir: str, highlights: Highlights, thumbnails: Mapping[int, np.ndarray], *, k: int = 4,
                  columns: int = 12) -> list[str]:
     """Write report.html and figure2.png, figure3.png, timeline.png (those that apply) into ``out_dir``,
     each atomically; return their paths. ``thumbnails``: {frame: (h, w, 3) uint8} for ``report_frames``."""
     images: dict[str, bytes] = {}
-    if highlights["frames"]:
+    if highlights.frames:
         images["timeline"] = render_timeline(highlights)
         images["figure2"] = render_figure2(figure2_selection(highlights, k), thumbnails)
         images["figure3"] = render_figure3(figure3_selection(highlights, columns), thumbnails)

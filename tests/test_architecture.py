@@ -133,8 +133,9 @@ def test_only_the_command_line_imports_the_commands():
 
 
 def test_no_command_imports_another():
-    wrong = [f"{name} imports {dep}" for name, deps in graph().items() if name.startswith("reproduce.commands.")
-             for dep in deps if dep.startswith("reproduce.commands.") and dep != "reproduce.commands.common"]
+    wrong = [f"{name} imports {dep}" for name, deps in graph().items()
+             if name.startswith("reproduce.commands.") for dep in deps
+             if dep.startswith("reproduce.commands.") and dep != "reproduce.commands.common"]
     assert not wrong, wrong
 
 

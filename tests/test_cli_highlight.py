@@ -10,7 +10,7 @@ import pytest
 import torch
 from videos import decode_all, make_video, truncate
 
-import reproduce.commands.highlight as highlight_command
+import reproduce.networks as networks
 from bricks import AttentionLSTM
 from caffe_models import C3D, VGG19, preprocess_c3d, preprocess_vgg
 from caffe_models.preprocess import C3D_MEAN_BGR
@@ -19,6 +19,8 @@ from reproduce import load_model
 from reproduce.checkpoint import save_checkpoint
 from reproduce.cli import main
 from reproduce.config import TrainConfig
+from reproduce.highlighting import VideoHighlights, highlight_video
+from reproduce.highlights import Settings
 from reproduce.train import train
 
 FPS = 25
@@ -41,9 +43,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::caffe_models.RandomWeightsWarni
 
 @pytest.fixture(autouse=True)
 def small_networks(monkeypatch):
-    """The command builds its networks through these two functions; the release sizes would take minutes."""
-    monkeypatch.setattr(highlight_command, "new_c3d", small_c3d)
-    monkeypatch.setattr(highlight_command, "new_vgg", small_vgg)
+    """Highlighting builds its networks through these two functions; the release sizes would take minutes."""
+    monkeypatch.setattr(networks, "new_c3d", small_c3d)
+    monkeypatch.setattr(networks, "new_vgg", small_vgg)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -285,3 +287,24 @@ def test_highlight_precision_is_recorded_and_bfloat16_stays_close(files, tmp_pat
     by_class = {c["class"]: c["score"] for c in data["top_classes"]}
     for name, value in by_class.items():
         assert abs(value - scores.mean(0)[meta["class_names"].index(name)]) <= 5e-2
+
+
+def test_the_python_api_writes_what_the_command_writes(files, tmp_path):
+    """`highlight_video` → `VideoHighlights`: typed results, and the command's files byte for byte."""
+    root, _ = files
+    cli_out, api_out = tmp_path / "cli", tmp_path / "api"
+    assert highlight(root / "video.mp4", "--checkpoint", root / "run", "--out", cli_out, "--stride", 32,
+                     "--threshold", 1.02, "--clip", cli_out / "clip.mp4") == 0
+    h = highlight_video(str(root / "video.mp4"), [str(root / "run")], stride=32,
+                        settings=Settings(threshold=1.02), device="cpu", precision="float32",
+                        allow_random_weights=True)
+    assert isinstance(h, VideoHighlights) and h.moments and h.top_classes[0].score >= h.top_classes[-1].score
+    api_out.mkdir()
+    h.write_json(str(api_out / "highlights.json"))
+    assert (api_out / "highlights.json").read_bytes() == (cli_out / "highlights.json").read_bytes()
+    written = h.write_report(str(api_out))
+    assert sorted(p.rsplit("/", 1)[1] for p in written) == ["figure2.png", "figure3.png", "report.html",
+                                                            "timeline.png"]
+    assert (api_out / "report.html").read_bytes() == (cli_out / "report.html").read_bytes()
+    assert h.write_clip(str(api_out / "clip.mp4")) == sum(m.end_frame - m.start_frame for m in h.moments)
+    assert decode_all(api_out / "clip.mp4").shape[0] == decode_all(cli_out / "clip.mp4").shape[0]

@@ -107,13 +107,13 @@ def test_training_and_evaluation_on_cuda_follow_the_cpu(synth, tmp_path):
     reports = {}
     for device in ("cpu", "cuda"):
         for trained in ("cpu", "cuda"):
-            report, scores = evaluate_checkpoints(str(synth), [str(runs[trained] / "best.pt")], split="train",
-                                                  crops=4, device=device)
-            reports[device, trained] = report, scores
+            report = evaluate_checkpoints(str(synth), [str(runs[trained] / "best.pt")], split="train",
+                                          crops=4, device=device)
+            reports[device, trained] = report, report.scores
     for trained in ("cpu", "cuda"):
         (a, sa), (b, sb) = reports["cpu", trained], reports["cuda", trained]
         np.testing.assert_allclose(sb.scores, sa.scores, rtol=1e-4, atol=1e-6)
-        assert a["accuracy"] == b["accuracy"]
+        assert a.accuracy == b.accuracy
     np.testing.assert_allclose(reports["cuda", "cuda"][1].scores, reports["cuda", "cpu"][1].scores, atol=2e-3)
 
 
@@ -181,7 +181,7 @@ def test_the_extract_command_on_cuda_with_its_defaults(tmp_path):
     it chose. "auto" judges float16 on the first batch (max deviation ≤ AUTO_TOLERANCE of the layer's
     scale); other batches of these 2-channel random networks then deviate up to about 1.3% in norm,
     hence the looser bound here."""
-    from fuel_datasets.layout import open_dataset
+    from fuel_datasets import open_dataset
     from reproduce.cli import main
 
     folder = tmp_path / "in"

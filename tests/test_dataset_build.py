@@ -100,12 +100,12 @@ def anet_extracted(anet_videos, tmp_path_factory):
     """`alstm extract VIDEOS --out videos.h5`: no labels, no classes."""
     from test_extract import small_c3d, small_vgg
 
-    import reproduce.commands.extract as extract_cmd
+    import reproduce.networks as networks
 
     out = tmp_path_factory.mktemp("anet") / "videos.h5"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(extract_cmd, "new_c3d", lambda seed: small_c3d(seed))
-        patch.setattr(extract_cmd, "new_vgg", lambda n, seed: small_vgg(n, seed))
+        patch.setattr(networks, "new_c3d", lambda seed: small_c3d(seed))
+        patch.setattr(networks, "new_vgg", lambda n, seed: small_vgg(n, seed))
         assert _cli("extract", anet_videos, "--out", out, "--allow-random-weights", "--quiet") == 0
     return out
 
@@ -272,7 +272,7 @@ H2_TEST = {"actioncliptest00001": (0, 1), "actioncliptest00002": (1, 0), "action
 def h2_inputs(tmp_path_factory):
     from test_extract import small_c3d, small_vgg
 
-    import reproduce.commands.extract as extract_cmd
+    import reproduce.networks as networks
 
     folder = tmp_path_factory.mktemp("hollywood2")
     clips, sets = folder / "AVIClips", folder / "ClipSets"
@@ -289,8 +289,8 @@ def h2_inputs(tmp_path_factory):
     write_video(clips / "actioncliptrainauto00001.mp4", moving_frames(40, 32, 40), "h264", fps=25)
     out = folder / "clips.h5"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(extract_cmd, "new_c3d", lambda seed: small_c3d(seed))
-        patch.setattr(extract_cmd, "new_vgg", lambda n, seed: small_vgg(n, seed))
+        patch.setattr(networks, "new_c3d", lambda seed: small_c3d(seed))
+        patch.setattr(networks, "new_vgg", lambda n, seed: small_vgg(n, seed))
         assert _cli("extract", clips, "--out", out, "--allow-random-weights", "--quiet") == 0
     return sets, out
 

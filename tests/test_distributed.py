@@ -14,7 +14,7 @@ import torch
 
 from fuel_datasets.synthetic import SynthConfig, write_synthetic
 from reproduce.checkpoint import load_checkpoint
-from reproduce.cli import main, torchrun_variables
+from reproduce.cli import device_from_environment, main, torchrun_variables
 from reproduce.config import TrainConfig
 from reproduce.distributed import (
     Launch,
@@ -165,13 +165,12 @@ def test_merge_restores_the_video_order_and_weights_the_loss_by_windows():
         scores = np.array([[n, -n] for n in indices], float)
         ids = tuple(f"v{n}" for n in indices)
         return indices, VideoScores(ids, scores, scores > 0, losses_sum / windows), windows
-    merged = merge_video_scores([part([0, 1, 4], 6.0, 12), part([2, 3], 2.0, 8), ([], None, 0)],
-                                VideoScores, "none")
+    merged = merge_video_scores([part([0, 1, 4], 6.0, 12), part([2, 3], 2.0, 8), ([], None, 0)])
     assert merged.video_ids == ("v0", "v1", "v2", "v3", "v4")
     np.testing.assert_array_equal(merged.scores[:, 0], [0, 1, 2, 3, 4])
     assert merged.loss == pytest.approx(8.0 / 20)
-    with pytest.raises(ReproduceError, match="nothing"):
-        merge_video_scores([([], None, 0)], VideoScores, "nothing to score")
+    with pytest.raises(ReproduceError, match="no video to evaluate"):
+        merge_video_scores([([], None, 0)])
 
 
 def test_torchrun_variables_and_launch():
@@ -211,16 +210,20 @@ def test_a_batch_the_processes_cannot_share_is_refused_before_training(synth, tm
         open_train_data(TrainConfig(data=str(synth), **FLAGS), rank=0, world_size=3)
 
 
-def test_the_default_device_comes_from_alstm_device_then_cuda_availability(monkeypatch):
+def test_the_default_device_is_the_given_one_then_cuda_availability():
     launch = Launch(rank=1, world_size=2, local_rank=1)
-    monkeypatch.setenv("ALSTM_DEVICE", "cpu")
-    assert default_device() == "cpu" and resolve_device(None, launch) == torch.device("cpu")
-    monkeypatch.setenv("ALSTM_DEVICE", "")
-    assert default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert default_device("cpu") == "cpu"
+    assert default_device() == default_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu", launch) == torch.device("cpu")
     if torch.cuda.is_available():
         assert resolve_device("cuda", launch) == torch.device("cuda:1")      # one GPU per process
+        assert resolve_device(None, launch) == torch.device("cuda:1")
     else:
-        monkeypatch.setenv("ALSTM_DEVICE", "cuda")
+        assert resolve_device(None, launch) == torch.device("cpu")
         with pytest.raises(ReproduceError, match="no CUDA"):
-            resolve_device(None, launch)
+            resolve_device("cuda", launch)
+
+
+def test_alstm_device_is_read_by_the_command_line_only():
+    assert device_from_environment({"ALSTM_DEVICE": " cpu "}) == "cpu"
+    assert device_from_environment({"ALSTM_DEVICE": ""}) is None and device_from_environment({}) is None

@@ -119,7 +119,8 @@ def trained(tmp_path_factory):
 
 def test_checkpoint_report_matches_a_direct_evaluation(trained):
     data, (obj, act) = trained
-    report, scores = evaluate_checkpoints(data, [obj], crops=2, seed=1, device="cpu")
+    report = evaluate_checkpoints(data, [obj], crops=2, seed=1, device="cpu")
+    scores = report.scores
     from reproduce import load_model
 
     model, meta = load_model(obj)
@@ -131,37 +132,42 @@ def test_checkpoint_report_matches_a_direct_evaluation(trained):
             assert batch.inputs.shape[0] == 4 and batch.flipped.tolist() == [False, False, True, True]
             rows.append(model(batch.inputs, batch.attended).scores.double().mean(0).numpy())
     np.testing.assert_allclose(scores.scores, np.stack(rows), rtol=1e-5)
-    assert report["num_videos"] == len(windows.video_ids) and scores.video_ids == windows.video_ids
+    assert report.num_videos == len(windows.video_ids) and scores.video_ids == windows.video_ids
     expected = classification_report(np.stack(rows), scores.positives, meta["class_names"])
     for key in ("accuracy", "mAP", "mAP_interpolated", "hit_at_3"):
-        assert report[key] == pytest.approx(expected[key]), key
-    assert set(report["per_class_ap"]) == set(meta["class_names"])
-    assert (report["split"], report["crops"], report["checkpoints"]) == ("test", 2, [obj])
+        assert getattr(report, key) == pytest.approx(getattr(expected, key)), key
+    assert set(report.per_class_ap) == set(meta["class_names"])
+    assert (report.split, report.crops, report.checkpoints, report.members) == ("test", 2, (obj,), ())
+    assert report.class_names == tuple(meta["class_names"])
 
 
 def test_ensemble_of_two_checkpoints_averages_their_scores(trained):
     data, (obj, act) = trained
-    _, alone_obj = evaluate_checkpoints(data, [obj], crops=2, device="cpu")
-    _, alone_act = evaluate_checkpoints(data, [act], crops=2, device="cpu")
-    report, both = evaluate_checkpoints(data, [obj, act], crops=2, device="cpu")
-    np.testing.assert_allclose(both.scores, (alone_obj.scores + alone_act.scores) / 2, rtol=1e-12)
-    assert [m["checkpoint"] for m in report["members"]] == [obj, act]
+    alone_obj = evaluate_checkpoints(data, [obj], crops=2, device="cpu")
+    alone_act = evaluate_checkpoints(data, [act], crops=2, device="cpu")
+    report = evaluate_checkpoints(data, [obj, act], crops=2, device="cpu")
+    np.testing.assert_allclose(report.scores.scores, (alone_obj.scores.scores + alone_act.scores.scores) / 2,
+                               rtol=1e-12)
+    assert [m.checkpoint for m in report.members] == [obj, act]
+    for member, alone in zip(report.members, (alone_obj, alone_act), strict=True):
+        assert (member.accuracy, member.mAP, member.mAP_interpolated) == \
+            (alone.accuracy, alone.mAP, alone.mAP_interpolated)
 
 
 def test_baseline_on_a_file(tmp_path):
     data = write_synth(tmp_path / "fc8.h5", num_videos=16)  # c3d_fc8 has 4 columns = 4 classes
-    report, scores = evaluate_baseline(data, "c3d_fc8", crops=2, frames=48, steps=3)
+    report = evaluate_baseline(data, "c3d_fc8", crops=2, frames=48, steps=3)
     windows = TestWindows(data, split="test", input_source="c3d_fc8", spec=WindowSpec(48, 3, 1), crops=2)
     batches = [b for _, b in windows]
     windows.close()
     expected = np.stack([_softmax(b.inputs.numpy().astype(np.float64)).mean(axis=(0, 1)) for b in batches])
-    np.testing.assert_allclose(scores.scores, expected, rtol=1e-12)
-    assert report["softmax_applied"] and report["baseline"] == "c3d_fc8"
+    np.testing.assert_allclose(report.scores.scores, expected, rtol=1e-12)
+    assert report.softmax_applied and report.baseline == "c3d_fc8" and report.checkpoints == ()
     with FeatureWriter(data) as writer:
         writer.set_source_info("c3d_fc8", layer="prob")
-    report, scores = evaluate_baseline(data, "c3d_fc8", crops=2, frames=48, steps=3)
-    assert not report["softmax_applied"]
+    report = evaluate_baseline(data, "c3d_fc8", crops=2, frames=48, steps=3)
+    assert not report.softmax_applied
     expected = np.stack([b.inputs.numpy().astype(np.float64).mean(axis=(0, 1)) for b in batches])
-    np.testing.assert_allclose(scores.scores, expected, rtol=1e-6)
+    np.testing.assert_allclose(report.scores.scores, expected, rtol=1e-6)
     with pytest.raises(ReproduceError, match="has 16 columns but the dataset has 4 classes"):
         evaluate_baseline(data, "c3d_fc6", crops=1, frames=48, steps=3)

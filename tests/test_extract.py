@@ -19,11 +19,13 @@ from caffe_writer import mean_bytes, net_bytes, network_layers
 from videos import moving_frames, truncate, write_audio_only, write_video
 
 import reproduce.commands.extract as extract_cmd
+import reproduce.networks as networks
 from caffe_models import C3D, VGG19, preprocess_c3d, preprocess_vgg
 from caffe_models.extract import FeatureExtractor, extract_videos
 from caffe_models.preprocess import C3D_MEAN_BGR
-from fuel_datasets.layout import FeatureWriter, open_dataset
+from fuel_datasets import FeatureWriter, open_dataset
 from reproduce.cli import main
+from reproduce.video_inputs import list_videos
 
 pytestmark = pytest.mark.filterwarnings("ignore::caffe_models.RandomWeightsWarning")
 
@@ -42,8 +44,8 @@ def small_vgg(num_classes=6, seed=1):
 @pytest.fixture
 def small_networks(monkeypatch):
     """The CLI builds reduced-width networks (same seeds as the release builders would get)."""
-    monkeypatch.setattr(extract_cmd, "new_c3d", lambda seed: small_c3d(seed))
-    monkeypatch.setattr(extract_cmd, "new_vgg", lambda n, seed: small_vgg(n, seed))
+    monkeypatch.setattr(networks, "new_c3d", lambda seed: small_c3d(seed))
+    monkeypatch.setattr(networks, "new_vgg", lambda n, seed: small_vgg(n, seed))
 
 
 def direct_features(frames, c3d, vggs, mean=C3D_MEAN_BGR, layers=("fc6", "fc8")):
@@ -403,16 +405,16 @@ def test_video_listing(tmp_path):
     (tmp_path / "b").mkdir()
     for name in ("b/z.mp4", "b/a.AVI", "notes.txt", "c.webm"):
         (tmp_path / name).write_bytes(b"")
-    listed = extract_cmd.list_videos([str(tmp_path)])
+    listed = list_videos([str(tmp_path)])
     assert listed == [("c", str(tmp_path / "c.webm")), ("a", str(tmp_path / "b/a.AVI")),
                       ("z", str(tmp_path / "b/z.mp4"))]
     (tmp_path / "z.mkv").write_bytes(b"")
     from reproduce.errors import ReproduceError
 
     with pytest.raises(ReproduceError, match="two videos have the id 'z'"):
-        extract_cmd.list_videos([str(tmp_path)])
+        list_videos([str(tmp_path)])
     with pytest.raises(ReproduceError, match="missing.mp4: no such file"):
-        extract_cmd.list_videos([str(tmp_path / "missing.mp4")])
+        list_videos([str(tmp_path / "missing.mp4")])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -422,7 +424,7 @@ def test_video_listing(tmp_path):
 CHILD = textwrap.dedent("""
     import sys, time
     import torch
-    import reproduce.commands.extract as cmd
+    import reproduce.networks as cmd
     from caffe_models import C3D, VGG19
     from fuel_datasets.writer import FeatureWriter
     cmd.new_c3d = lambda seed: C3D(5, conv_channels=(2,) * 8, fc_dim=16,

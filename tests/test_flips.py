@@ -107,12 +107,12 @@ def test_an_ensemble_makes_one_flip_choice_for_every_member(files, tmp_path, cap
         assert main(["train", "--data", str(with_flips), "--out", str(tmp_path / name), "--iterations", "2",
                      "--validate-every", "0", *flags]) == 0
     notes = []
-    report, _ = evaluate_checkpoints(str(with_flips), [str(tmp_path / "a" / "best.pt"),
-                                                       str(tmp_path / "b" / "best.pt")], crops=2,
-                                     notice=notes.append)
-    assert report["flip"] is True and notes == []
-    single, _ = evaluate_checkpoints(str(with_flips), [str(tmp_path / "a" / "best.pt")], crops=2, flip=False)
-    assert single["flip"] is False
-    np.testing.assert_allclose(report["members"][0]["mAP"],
+    report = evaluate_checkpoints(str(with_flips), [str(tmp_path / "a" / "best.pt"),
+                                                    str(tmp_path / "b" / "best.pt")], crops=2,
+                                  notice=notes.append)
+    assert report.flip is True and notes == []
+    single = evaluate_checkpoints(str(with_flips), [str(tmp_path / "a" / "best.pt")], crops=2, flip=False)
+    assert single.flip is False
+    np.testing.assert_allclose(report.members[0].mAP,
                                evaluate_checkpoints(str(with_flips), [str(tmp_path / "a" / "best.pt")],
-                                                    crops=2)[0]["mAP"])
+                                                    crops=2).mAP)

@@ -12,11 +12,11 @@ from reproduce.highlight import (
     WindowResult,
     WindowRows,
     check_reading,
+    extracted_source,
     member_window,
-    parse_source,
     plan_windows,
-    summarize,
 )
+from reproduce.highlights import ModelInfo, Settings, VideoInfo, summarize
 from reproduce.moments import (
     FrameWeights,
     combine_curves,
@@ -121,12 +121,13 @@ def test_check_reading_refuses_grids_the_video_cannot_give():
         check_reading(Reading("c3d_fc6", None, 96, 12, 1), {"c3d_fc6": 16}, "m")
 
 
-def test_parse_source():
-    assert parse_source("c3d_fc6") == ("c3d", "fc6")
-    assert parse_source("vgg_obj_fc8") == ("vgg_obj", "fc8")
-    for bad in ("salient", "vgg_obj_fc8_flip", "c3d_pool5", "vgg_fc8", "resnet_fc8"):
+def test_extracted_source():
+    assert extracted_source("c3d_fc6") == ("c3d", "fc6", False)
+    assert extracted_source("vgg_obj_fc8") == ("vgg_obj", "fc8", False)
+    assert extracted_source("vgg_obj_fc8").family == "obj" and extracted_source("c3d_fc8").stride == 16
+    for bad in ("salient", "vgg_obj_fc8_flip", "c3d_pool5", "vgg_fc8", "resnet_fc8", "c3d_fc7pca"):
         with pytest.raises(ReproduceError, match=f"source '{bad}' cannot be extracted"):
-            parse_source(bad)
+            extracted_source(bad)
 
 
 def test_frame_weights_average_steps_then_overlapping_windows():
@@ -183,8 +184,9 @@ def test_summarize_reports_windows_frames_and_moments_consistently():
         attention = rng.dirichlet(np.ones(3), size=3)                # (N, T), rows sum to 1
         windows.append(WindowResult(s, rng.dirichlet(np.ones(4)), [(s + 16 * np.arange(3), attention)]))
     times = np.arange(150) / 30.0
-    out = summarize(windows, [reading], ["w", "x", "y", "z"], times, 150, video={"path": "v.mp4"},
-                    models=[{"checkpoint": "c.pt"}], threshold=1.2)
+    model = ModelInfo("c.pt", "aLSTM-VGG_obj (fc8)", "c3d_fc6", "vgg_obj_fc8", 48, 3, 1, "a")
+    out = summarize(windows, [reading], ["w", "x", "y", "z"], times, 150, video=VideoInfo("v.mp4", 30.0),
+                    models=[model], settings=Settings(threshold=1.2)).to_json()
     np.testing.assert_allclose([c["score"] for c in out["top_classes"]],
                                np.sort(np.mean([w.scores for w in windows], axis=0))[::-1], rtol=1e-6)
     assert out["duration"] == pytest.approx(5.0) and out["frames_read"] == 144

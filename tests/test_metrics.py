@@ -77,12 +77,16 @@ def test_classes_without_positives_are_skipped_and_named():
     scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0.6, 0.4, 0.0]])
     positives = one_hot(np.array([0, 1, 0]), 3)
     report = classification_report(scores, positives, ["a", "b", "never"])
-    assert report["classes_without_positives"] == ["never"]
-    assert report["per_class_ap"]["never"] is None
-    assert report["per_class_ap"]["a"] == pytest.approx(1.0)
-    assert report["per_class_ap"]["b"] == pytest.approx(1.0)
-    assert report["mAP"] == pytest.approx(1.0) and report["mAP_interpolated"] == pytest.approx(1.0)
-    assert report["accuracy"] == 1.0 and report["num_videos"] == 3
+    assert report.classes_without_positives == ("never",)
+    assert report.per_class_ap["never"] is None
+    assert report.per_class_ap["a"] == pytest.approx(1.0)
+    assert report.per_class_ap["b"] == pytest.approx(1.0)
+    assert report.mAP == pytest.approx(1.0) and report.mAP_interpolated == pytest.approx(1.0)
+    assert report.accuracy == 1.0 and report.num_videos == 3
+    plain = report.to_dict()
+    assert list(plain) == ["accuracy", "hit_at_3", "mAP", "mAP_interpolated", "per_class_ap",
+                           "per_class_ap_interpolated", "classes_without_positives", "num_videos"]
+    assert plain["classes_without_positives"] == ["never"] and plain["per_class_ap"]["never"] is None
     mean, skipped = mean_over_classes(np.array([0.5, np.nan, 0.25]))
     assert mean == pytest.approx(0.375) and skipped == 1
 

@@ -74,8 +74,8 @@ def test_ensemble_of_two_families_beats_its_best_member(bench):
     runner, reports = bench
     members = ("alstm-act-fc8", "alstm-obj-fc8")
     checkpoints = [runner.checkpoint("activitynet", key) for key in members]
-    report, _ = evaluate_checkpoints(runner.files.activitynet, checkpoints, crops=runner.settings.crops,
-                                     device="cpu")
+    report = evaluate_checkpoints(runner.files.activitynet, checkpoints, crops=runner.settings.crops,
+                                  device="cpu").to_dict()
     best = max(_pct(reports[key]) for key in members)
     assert _pct(report) > best + 1.5, (_pct(report), best)
 

@@ -152,12 +152,11 @@ def test_evaluation_in_bfloat16_is_recorded_and_close_to_float32(toy, tmp_path, 
                          lr_fixed_iterations=30, dropout=0.0, validate_every=0, seed=1)
     train(config, str(tmp_path / "run"), progress=False)
     checkpoint = str(tmp_path / "run" / "best.pt")
-    exact, exact_scores = evaluate_checkpoints(str(toy), [checkpoint], split="valid", crops=4)
-    low, low_scores = evaluate_checkpoints(str(toy), [checkpoint], split="valid", crops=4,
-                                           precision="bfloat16")
-    assert exact["precision"] == "float32" and low["precision"] == "bfloat16"
-    assert np.abs(low_scores.scores - exact_scores.scores).max() <= 2e-2
-    assert abs(low["mAP"] - exact["mAP"]) <= 0.05 and abs(low["accuracy"] - exact["accuracy"]) <= 0.05
+    exact = evaluate_checkpoints(str(toy), [checkpoint], split="valid", crops=4)
+    low = evaluate_checkpoints(str(toy), [checkpoint], split="valid", crops=4, precision="bfloat16")
+    assert exact.precision == "float32" and low.precision == "bfloat16"
+    assert np.abs(low.scores.scores - exact.scores.scores).max() <= 2e-2
+    assert abs(low.mAP - exact.mAP) <= 0.05 and abs(low.accuracy - exact.accuracy) <= 0.05
     assert main(["evaluate", "--data", str(toy), "--checkpoint", checkpoint, "--split", "valid", "--crops",
                  "4", "--precision", "bfloat16", "--json", str(tmp_path / "e.json"), "--quiet"]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["precision"] == "bfloat16"

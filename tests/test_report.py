@@ -10,12 +10,16 @@ import pytest
 from browser import external_references, needs_chromium, render
 from PIL import Image
 
-from reproduce.highlight import Reading, WindowResult, plan_windows, summarize
+from reproduce.highlight import Reading, WindowResult, plan_windows
+from reproduce.highlights import ModelInfo, Settings, VideoInfo, summarize
 from reproduce.report import (
     BRIGHTNESS_FLOOR,
+    Figure3Strip,
+    StripRow,
     darken,
     figure2_selection,
     figure3_selection,
+    model_label,
     render_figure3,
     report_frames,
     write_report,
@@ -34,11 +38,12 @@ def ensemble_highlights(seed=0):
         obj = (s + 16 * np.arange(3), rng.dirichlet(np.full(3, 0.5), size=3))
         act = (s + 8 * np.arange(6), rng.dirichlet(np.full(6, 0.5), size=3))
         windows.append(WindowResult(s, rng.dirichlet(np.ones(4)), [obj, act]))
-    models = [{"checkpoint": f"{n}.pt", "input_source": r.input_source, "attended_source": r.attended_source}
+    models = [ModelInfo(f"{n}.pt", model_label(r.input_source, r.attended_source), r.input_source,
+                        r.attended_source, 48, 3, r.attended_per_step, "a")
               for n, r in zip(("obj", "act"), readings, strict=True)]
-    video = {"path": "/videos/match.mp4", "fps": 25.0}
+    video = VideoInfo("/videos/match.mp4", 25.0)
     return summarize(windows, readings, CLASSES, np.arange(160) / 25.0, 160, video=video, models=models,
-                     threshold=1.3)
+                     settings=Settings(threshold=1.3))
 
 
 def colour_thumbnails(frames):
@@ -55,36 +60,36 @@ def test_darken_is_proportional():
 def test_figure2_selection_is_the_extremes_of_each_model():
     highlights = ensemble_highlights()
     rows = figure2_selection(highlights, k=3)
-    assert [r["label"] for r in rows] == ["aLSTM-VGG_obj (fc8)", "aLSTM-VGG_act (fc8)"]
-    for row, item in zip(rows, highlights["frames"], strict=True):
-        order = sorted(zip(item["weights"], item["frames"], strict=True), key=lambda p: (-p[0], p[1]))
-        assert [f for f, _, _ in row["high"]] == [f for _, f in order[:3]]
-        order = sorted(zip(item["weights"], item["frames"], strict=True))
-        assert [f for f, _, _ in row["low"]] == [f for _, f in order[:3]]
-        assert all(t == pytest.approx(f / 25.0) for f, t, _ in row["high"] + row["low"])
+    assert [r.label for r in rows] == ["aLSTM-VGG_obj (fc8)", "aLSTM-VGG_act (fc8)"]
+    for row, item in zip(rows, highlights.frames, strict=True):
+        pairs = list(zip(item.weights.tolist(), item.frames.tolist(), strict=True))
+        order = sorted(pairs, key=lambda p: (-p[0], p[1]))
+        assert [f for f, _, _ in row.high] == [f for _, f in order[:3]]
+        order = sorted(zip(item.weights.tolist(), item.frames.tolist(), strict=True))
+        assert [f for f, _, _ in row.low] == [f for _, f in order[:3]]
+        assert all(t == pytest.approx(f / 25.0) for f, t, _ in row.high + row.low)
 
 
 def test_figure3_strip_is_the_most_confident_window_with_each_models_weights():
     highlights = ensemble_highlights()
     strip = figure3_selection(highlights, columns=12)
-    top = highlights["top_classes"][0]["class"]
-    best = max(highlights["windows"], key=lambda w: w["class_scores"][top])
-    assert strip["window"] == best["index"] and strip["class"] == top
-    start = best["start_frame"]
-    assert strip["frames"] == list(range(start, start + 48, 8))          # the union of both models' frames
-    obj, act = strip["rows"]
-    assert [obj["label"], act["label"]] == ["Object", "Action"]
-    np.testing.assert_allclose([w for w in obj["weights"] if w is not None],
-                               best["attention"][0]["frame_weights"])
-    assert [w is None for w in obj["weights"]] == [(f - start) % 16 != 0 for f in strip["frames"]]
-    np.testing.assert_allclose(act["weights"], best["attention"][1]["frame_weights"])
-    assert set(strip["frames"]) <= report_frames(highlights)
+    top = highlights.top_classes[0].name
+    best = max(highlights.windows, key=lambda w: w.class_scores[top])
+    assert strip.window == best.index and strip.class_name == top
+    start = best.start_frame
+    assert strip.frames == list(range(start, start + 48, 8))            # the union of both models' frames
+    obj, act = strip.rows
+    assert [obj.label, act.label] == ["Object", "Action"]
+    np.testing.assert_allclose([w for w in obj.weights if w is not None], best.attention[0].frame_weights)
+    assert [w is None for w in obj.weights] == [(f - start) % 16 != 0 for f in strip.frames]
+    np.testing.assert_allclose(act.weights, best.attention[1].frame_weights)
+    assert set(strip.frames) <= report_frames(highlights)
 
 
 def test_figure3_brightness_follows_the_weight():
-    strip = {"window": 0, "class": "Archery", "frames": [0, 16, 32], "times": [0, 0.64, 1.28],
-             "rows": [{"label": "Object", "weights": [0.1, 0.25, 0.4]}]}
-    white = {f: np.full((90, 160, 3), 255, np.uint8) for f in strip["frames"]}
+    strip = Figure3Strip(0, "Archery", 0.5, [0, 16, 32], [0, 0.64, 1.28],
+                         [StripRow("Object", "aLSTM-VGG_obj (fc8)", [0.1, 0.25, 0.4])])
+    white = {f: np.full((90, 160, 3), 255, np.uint8) for f in strip.frames}
     pixels = np.asarray(Image.open(io.BytesIO(render_figure3(strip, white))).convert("RGB")).reshape(-1, 3)
     for weight in (0.1, 0.25):                                          # 0.15 + 0.85 · w / 0.4 of white
         level = round(255 * (BRIGHTNESS_FLOOR + (1 - BRIGHTNESS_FLOOR) * weight / 0.4))  # 92, 174
@@ -102,11 +107,11 @@ def test_report_is_self_contained_and_inlines_its_figures(tmp_path):
     assert external_references(page) == [] and "<script" not in page.lower()
     inlined = [base64.b64decode(m) for m in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)]
     assert sorted(inlined) == sorted((tmp_path / n).read_bytes() for n in names if n.endswith(".png"))
-    for item in highlights["top_classes"]:
-        assert f"<td>{item['class']}</td><td>{item['score']:.3f}</td>" in page
-    for moment in highlights["moments"]:
-        assert f"<td>{moment['start_time']:.2f}</td><td>{moment['end_time']:.2f}</td>" in page
-    assert len(highlights["moments"]) > 0 and not list(tmp_path.glob("*.tmp*"))
+    for item in highlights.top_classes:
+        assert f"<td>{item.name}</td><td>{item.score:.3f}</td>" in page
+    for moment in highlights.moments:
+        assert f"<td>{moment.start_time:.2f}</td><td>{moment.end_time:.2f}</td>" in page
+    assert len(highlights.moments) > 0 and not list(tmp_path.glob("*.tmp*"))
 
 
 def test_external_reference_check_finds_what_leaves_the_file():
@@ -128,7 +133,7 @@ def test_report_renders_in_chromium_and_requests_nothing(tmp_path):
     assert (grey < 200).mean() > 0.05                                     # text, plots and frames drawn
     assert len(np.unique(shot.image.reshape(-1, 3) // 16, axis=0)) > 50   # in many colours
     # the thumbnails' colours reach the screen: frame f's colour appears somewhere
-    frame = figure2_selection(highlights, 4)[0]["high"][0][0]
+    frame = figure2_selection(highlights, 4)[0].high[0].frame
     colour = np.array([frame % 200 + 30, 255 - frame % 200, 90])
     assert np.any(np.all(np.abs(shot.image.astype(int) - colour) <= 6, axis=2))
 

@@ -63,19 +63,19 @@ def brute_force_starts(frames, input_index, attended_index, spec):
 def test_window_starts_match_enumeration(v, spec):
     frames, att_rows = VIDEOS[v]
     R1, R2 = frames // 16, att_rows if att_rows is not None else frames // 8
-    first, period, count, in_step, a_step = window_starts((0, 16, R1), (0, 8, R2), frames, spec)
-    got = [16 * (first + period * k) for k in range(count)]
+    w = window_starts((0, 16, R1), (0, 8, R2), frames, spec)
+    got = [16 * (w.first + w.period * k) for k in range(w.count)]
     assert got == brute_force_starts(frames, 16 * np.arange(R1), 8 * np.arange(R2), spec)
-    assert (in_step, a_step) == (1, 2 // spec.attended_per_step)
+    assert (w.in_step, w.a_step) == (1, 2 // spec.attended_per_step)
 
 
 def test_window_starts_on_offset_grids():
     # Input rows every 8 frames from frame 4 (overlapping clips), attended every 16 from frame 12.
     frames, spec = 300, WindowSpec(96, 6, 1)
-    first, period, count, in_step, a_step = window_starts((4, 8, 36), (12, 16, 18), frames, spec)
-    got = [4 + 8 * (first + period * k) for k in range(count)]
+    w = window_starts((4, 8, 36), (12, 16, 18), frames, spec)
+    got = [4 + 8 * (w.first + w.period * k) for k in range(w.count)]
     assert got == brute_force_starts_general(frames, 4 + 8 * np.arange(36), 12 + 16 * np.arange(18), spec)
-    assert (in_step, a_step) == (2, 1) and period == 2
+    assert (w.in_step, w.a_step) == (2, 1) and w.period == 2
     with pytest.raises(DatasetError, match="every 10 frames"):
         window_starts((0, 10, 50), None, 500, spec)
 

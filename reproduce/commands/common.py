@@ -15,3 +15,10 @@ def add_network_arguments(group: argparse._ArgumentGroup) -> None:
                        "float32; float32 elsewhere); printed, and recorded with the outputs")
     group.add_argument("--clip-batch", type=int, default=None,
                        help="16-frame clips per network call (default: cpu 4, cuda 32)")
+
+
+def chosen_device(args: argparse.Namespace) -> str | None:
+    """The device the user chose: ``--device``, else ``$ALSTM_DEVICE`` (which `reproduce.cli` puts on
+    ``args.default_device``); None leaves the choice to the library (cuda where available, else cpu;
+    `reproduce.distributed.default_device` turns it into a name)."""
+    return getattr(args, "device", None) or getattr(args, "default_device", None)

@@ -26,12 +26,17 @@ import argparse
 import math
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from reproduce.atomic import write_atomically, write_json
+from reproduce.commands.common import chosen_device
 from reproduce.errors import ReproduceError
 from reproduce.precision import PRECISIONS
+
+if TYPE_CHECKING:
+    from reproduce.evaluate import Evaluation
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,66 +68,52 @@ def _checkpoint_path(path: str) -> str:
     return os.path.join(path, "best.pt") if os.path.isdir(path) else path
 
 
-def _plain(value):
-    """NaN → None recursively, so the JSON is standard."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-
-
 def run(args: argparse.Namespace) -> int:
     from reproduce.distributed import setup
     from reproduce.evaluate import evaluate_baseline, evaluate_checkpoints
+    from reproduce.legacy_data import readable_data
 
     if bool(args.checkpoint) == bool(args.baseline):
         raise ReproduceError("give either --checkpoint (one or more) or --baseline SOURCE")
     if args.crops < 1:
         raise ReproduceError("--crops must be at least 1")
-    from reproduce.legacy_data import readable_data
-
-    device = "cpu" if args.baseline else args.device
+    device = "cpu" if args.baseline else chosen_device(args)
     notice = lambda text: print(f"alstm evaluate: note: {text}", file=sys.stderr)  # noqa: E731
     args.data = readable_data(args.data, notice)                # a legacy Fuel file: converted once
+    options = dict(split=args.split, crops=args.crops, seed=args.seed, flip=args.flip,
+                   progress=not args.quiet, notice=notice)
     with setup(getattr(args, "torchrun", None), device) as dist:   # one process, or a torchrun job
         if args.baseline:
-            result, scores = evaluate_baseline(args.data, args.baseline, split=args.split, crops=args.crops,
-                                               seed=args.seed, flip=args.flip, frames=args.frames,
-                                               steps=args.steps, progress=not args.quiet, dist=dist,
-                                               notice=notice)
+            result = evaluate_baseline(args.data, args.baseline, frames=args.frames, steps=args.steps,
+                                       dist=dist, **options)
         else:
-            result, scores = evaluate_checkpoints(
-                args.data, [_checkpoint_path(p) for p in args.checkpoint], split=args.split, crops=args.crops,
-                seed=args.seed, flip=args.flip, progress=not args.quiet, dist=dist, notice=notice,
-                precision=args.precision)
+            result = evaluate_checkpoints(args.data, [_checkpoint_path(p) for p in args.checkpoint],
+                                          precision=args.precision, dist=dist, **options)
         if not dist.is_main:
             return 0                                # rank 0 writes and prints the merged report
-    result = _plain(result)
     if args.json:
-        write_json(args.json, result)
+        write_json(args.json, result.to_json())
     if args.scores:
+        scores = result.scores
         write_atomically(args.scores, lambda f: np.savez(
             f, video_ids=np.array(scores.video_ids), scores=scores.scores, positives=scores.positives),
             binary=True)
-
-    def pct(value):
-        return "-" if value is None else f"{100 * value:.1f}"
-
-    what = f"baseline {args.baseline}" if args.baseline else ", ".join(result["checkpoints"])
-    windows = f"{args.crops}+{args.crops} flipped" if result["flip"] else f"{args.crops}"
-    print(f"{what} on {args.split} ({result['num_videos']} videos, {windows} windows each, "
-          f"{result['excluded_videos']} too short; {result.get('precision', 'float32')})")
-    print(f"accuracy {pct(result['accuracy'])}%  hit@3 {pct(result['hit_at_3'])}%  "
-          f"mAP {pct(result['mAP'])}%  mAP (ActivityNet interpolated) {pct(result['mAP_interpolated'])}%")
-    for member in result.get("members", []):
-        print(f"  member {member['checkpoint']}: accuracy {pct(member['accuracy'])}%  "
-              f"mAP {pct(member['mAP'])}%")
-    if result["classes_without_positives"]:
-        print(f"{len(result['classes_without_positives'])} classes have no positive video and are left out "
-              "of the mAP")
+    _print(result, args.crops)
     return 0
+
+
+def _print(result: Evaluation, crops: int) -> None:
+    def pct(value: float) -> str:
+        return "-" if math.isnan(value) else f"{100 * value:.1f}"
+
+    what = f"baseline {result.baseline}" if result.baseline else ", ".join(result.checkpoints)
+    windows = f"{crops}+{crops} flipped" if result.flip else f"{crops}"
+    print(f"{what} on {result.split} ({result.num_videos} videos, {windows} windows each, "
+          f"{result.excluded_videos} too short; {result.precision})")
+    print(f"accuracy {pct(result.accuracy)}%  hit@3 {pct(result.hit_at_3)}%  "
+          f"mAP {pct(result.mAP)}%  mAP (ActivityNet interpolated) {pct(result.mAP_interpolated)}%")
+    for member in result.members:
+        print(f"  member {member.checkpoint}: accuracy {pct(member.accuracy)}%  mAP {pct(member.mAP)}%")
+    if result.classes_without_positives:
+        print(f"{len(result.classes_without_positives)} classes have no positive video and are left out "
+              "of the mAP")

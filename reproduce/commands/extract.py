@@ -32,22 +32,13 @@ examples:
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import os
 import sys
-import time
-import warnings
 
-import numpy as np
-
-from reproduce.atomic import write_json
-from reproduce.commands.common import add_network_arguments
+from alstm_core.storage import VGG_FAMILIES
+from reproduce.commands.common import add_network_arguments, chosen_device
 from reproduce.errors import ReproduceError
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
-                    ".3gp", ".ogv", ".ts", ".mts")
-VGG_FAMILIES = {"obj": 1000, "sce": 205, "act": 203}  # fc8 classes (SPEC §1)
+from reproduce.extraction import extract_features
+from reproduce.networks import parse_families
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,101 +93,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-# ------------------------------------------------------------------------------------------------
-# Inputs
-# ------------------------------------------------------------------------------------------------
-
-
-def list_videos(inputs: list[str]) -> list[tuple[str, str]]:
-    """(video id, path) of the given files and of the video files under the given folders, sorted by
-    path within each folder; ids (file names without extension) must be unique."""
-    found: list[str] = []
-    for item in inputs:
-        if os.path.isdir(item):
-            for root, dirs, files in os.walk(item):
-                dirs.sort()
-                found += [os.path.join(root, f) for f in sorted(files)
-                          if f.lower().endswith(VIDEO_EXTENSIONS)]
-        elif os.path.isfile(item):
-            found.append(item)
-        else:
-            raise ReproduceError(f"{item}: no such file or folder")
-    seen: dict[str, str] = {}
-    videos = []
-    for path in found:
-        vid = os.path.splitext(os.path.basename(path))[0]
-        if vid in seen:
-            if os.path.samefile(seen[vid], path):
-                continue
-            raise ReproduceError(f"two videos have the id {vid!r}: {seen[vid]} and {path}; rename one")
-        seen[vid] = path
-        videos.append((vid, path))
-    if not videos:
-        raise ReproduceError(
-            f"no video files in {', '.join(inputs)} (extensions: {' '.join(VIDEO_EXTENSIONS)})")
-    return videos
-
-
-def read_classes(spec: str) -> list[str]:
-    if os.path.isfile(spec):
-        with open(spec, encoding="utf-8") as f:
-            names = [line.strip() for line in f if line.strip()]
-    else:
-        names = [name.strip() for name in spec.split(",") if name.strip()]
-    if len(set(names)) != len(names) or not names:
-        raise ReproduceError(f"--classes {spec!r}: give distinct, non-empty class names")
-    return names
-
-
-def read_labels(path: str, video_ids: list[str], classes: list[str] | None, multilabel: bool):
-    """(class names, {video id: class index | (C,) float32 multi-hot}) from a 'video,label' CSV."""
-    labels: dict[str, list[str]] = {}
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
-    except OSError as exc:
-        raise ReproduceError(f"--labels {path}: {exc.strerror}") from None
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["video", "label"]:
-        rows = rows[1:]
-    for line, row in enumerate(rows, 1):
-        if len(row) != 2:
-            raise ReproduceError(f"{path}: row {line} {row!r} is not 'video,label'")
-        name, label = row[0].strip(), row[1].strip()
-        vid = os.path.splitext(os.path.basename(name))[0] if name.lower().endswith(VIDEO_EXTENSIONS) else name
-        labels.setdefault(vid, []).extend(p.strip() for p in label.split(";") if p.strip())
-    names = classes or sorted({label for values in labels.values() for label in values})
-    index = {name: k for k, name in enumerate(names)}
-    unknown = sorted({label for values in labels.values() for label in values} - set(index))
-    if unknown:
-        raise ReproduceError(f"{path}: labels not among the classes: {', '.join(unknown[:10])}")
-    missing = [vid for vid in video_ids if vid not in labels]
-    if missing:
-        raise ReproduceError(f"{path}: no label for {len(missing)} videos ({', '.join(missing[:5])}); "
-                             "add rows or leave out --labels")
-    targets = {}
-    for vid in video_ids:
-        values = sorted(set(labels[vid]))
-        if multilabel:
-            hot = np.zeros(len(names), dtype=np.float32)
-            hot[[index[v] for v in values]] = 1.0
-            targets[vid] = hot
-        elif len(values) != 1:
-            raise ReproduceError(f"{path}: video {vid} has labels {values}; pass --multilabel for several")
-        else:
-            targets[vid] = index[values[0]]
-    return names, targets
-
-
-def parse_shard(shard: str | None, env: dict | None) -> tuple[int, int]:
-    """(rank, world) from --shard RANK/WORLD, else from torchrun's RANK / WORLD_SIZE (``env``: the
+def parse_shard(shard: str | None, launched: dict | None) -> tuple[int, int]:
+    """(rank, world) from --shard RANK/WORLD, else from torchrun's RANK / WORLD_SIZE (``launched``: the
     variables `reproduce.cli` found, None outside torchrun), else (0, 1)."""
-    env = env or {}
-    if shard is None:
-        if "WORLD_SIZE" not in env:
-            return 0, 1
-        text = f"{env.get('RANK', '0')}/{env['WORLD_SIZE']}"
-    else:
-        text = shard
+    launched = launched or {}
+    if shard is None and "WORLD_SIZE" not in launched:
+        return 0, 1
+    text = shard if shard is not None else f"{launched.get('RANK', '0')}/{launched['WORLD_SIZE']}"
     try:
         rank, world = (int(x) for x in text.split("/"))
     except ValueError:
@@ -206,222 +109,31 @@ def parse_shard(shard: str | None, env: dict | None) -> tuple[int, int]:
     return rank, world
 
 
-def shard_path(out: str, rank: int, world: int) -> str:
-    root, ext = os.path.splitext(out)
-    return f"{root}.shard{rank}-of{world}{ext or '.h5'}"
-
-
-# ------------------------------------------------------------------------------------------------
-# Networks
-# ------------------------------------------------------------------------------------------------
-
-
-def new_c3d(seed: int):
-    """The release's C3D (random weights until a file is loaded)."""
-    import torch
-
-    from caffe_models import C3D
-
-    return C3D(generator=torch.Generator().manual_seed(seed))
-
-
-def new_vgg(num_classes: int, seed: int):
-    """The release's VGG-19 with ``num_classes`` fc8 outputs (random weights until a file is loaded)."""
-    import torch
-
-    from caffe_models import VGG19
-
-    return VGG19(num_classes, generator=torch.Generator().manual_seed(seed))
-
-
-def build_extractor(args, device: str):
-    from caffe_models import load_caffemodel, load_mean
-    from caffe_models.extract import FeatureExtractor
-
-    families: dict[str, str | None] = {} if args.no_vgg_obj else {"obj": None}
-    for item in args.vgg:
-        family, _, weights = item.partition("=")
-        if family not in VGG_FAMILIES:
-            raise ReproduceError(
-                f"--vgg {item}: unknown family {family!r}; choose from {', '.join(VGG_FAMILIES)}")
-        families[family] = weights or None
-    c3d = None
-    if not args.no_c3d:
-        c3d = new_c3d(args.weights_seed)
-        if args.c3d:
-            load_caffemodel(c3d, args.c3d)
-    vgg = {}
-    for k, (family, weights) in enumerate(families.items()):
-        vgg[family] = new_vgg(VGG_FAMILIES[family], args.weights_seed + 1 + k)
-        if weights:
-            load_caffemodel(vgg[family], weights)
-    mean, mean_text = None, None
-    if args.c3d_mean:
-        from caffe_models.caffemodel import file_sha256
-
-        mean = load_mean(args.c3d_mean)
-        mean_text = f"{os.path.basename(args.c3d_mean)} (sha256 {file_sha256(args.c3d_mean)})"
-
-    cuda = device.startswith("cuda")
-    kwargs = {"c3d_mean": mean, "mean_description": mean_text} if mean is not None else {}
-    from reproduce.precision import network_autocast_dtype
-
-    extractor = FeatureExtractor(c3d, vgg, args.layers, flip=args.flip, device=device,
-                                 precision=args.precision,
-                                 auto_dtype=network_autocast_dtype(args.precision, device),
-                                 channels_last=cuda, **kwargs)
-    if c3d is not None and c3d.has_real_weights and mean is None:
-        print("alstm extract: warning: no --c3d-mean; C3D uses the per-channel mean (104, 117, 128), not the "
-              "release's mean cube", file=sys.stderr)
-    return extractor
-
-
-# ------------------------------------------------------------------------------------------------
-# Existing files, shards, merging
-# ------------------------------------------------------------------------------------------------
-
-
-def check_existing(path: str, extractor) -> set[str]:
-    """Ids already in ``path``, after checking that this run would add the same sources made with the
-    same weights (a file mixing weights would silently mix features)."""
-    from fuel_datasets.layout import open_dataset
-
-    if not os.path.exists(path):
-        return set()
-    with open_dataset(path) as ds:
-        ids = set(ds.video_ids)
-        have = set(ds.sources) - {"targets"}
-        want = extractor.source_info()
-        if ids and have != set(want):
-            raise ReproduceError(
-                f"{path} holds the sources {', '.join(sorted(have))}; this run makes "
-                f"{', '.join(sorted(want))}. Use the same --layers/--vgg/--no-c3d/--no-flip as before, "
-                "or another --out")
-        for source in sorted(have & set(want)):
-            before = ds.source_info(source).get("weights")
-            if before is not None and before != want[source]["weights"]:
-                raise ReproduceError(f"{path}: {source} was extracted with {before}, this run uses "
-                                     f"{want[source]['weights']}; use the same weights or another --out")
-    return ids
-
-
-def _wait_for_shards(out: str, world: int, expected: dict[int, list[str]]) -> list[dict]:
-    """The done-markers of every rank; a marker counts only if it lists exactly that rank's videos (a
-    leftover from a run over other videos does not)."""
-    announced = False
-    while True:
-        markers = []
-        for rank in range(world):
-            try:
-                with open(shard_path(out, rank, world) + ".done", encoding="utf-8") as f:
-                    marker = json.load(f)
-            except (OSError, ValueError):
-                marker = None
-            if marker is None or marker.get("videos") != expected[rank]:
-                break
-            markers.append(marker)
-        if len(markers) == world:
-            return markers
-        if not announced:
-            print(f"alstm extract: rank 0 waits for rank {len(markers)} (of {world}) to finish",
-                  file=sys.stderr)
-            announced = True
-        time.sleep(2.0)
-
-
-# ------------------------------------------------------------------------------------------------
-# The command
-# ------------------------------------------------------------------------------------------------
-
-
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from caffe_models.extract import extract_videos
-    from fuel_datasets.layout import FeatureWriter
-
     launched = getattr(args, "torchrun", None) or {}
     rank, world = parse_shard(args.shard, launched)
-    videos = list_videos(args.videos)
-    all_ids = [vid for vid, _ in videos]
-    if args.labels:
-        classes = read_classes(args.classes) if args.classes else None
-        class_names, targets = read_labels(args.labels, all_ids, classes, args.multilabel)
-    else:
-        class_names, targets = (read_classes(args.classes) if args.classes else None), None
-    # Without --labels or --classes the videos are stored unlabelled (a new file gets no class list;
-    # an existing one keeps its own): features do not depend on labels, and `alstm dataset build`
-    # labels them later from a dataset's annotations.
-    multilabel = args.multilabel if class_names is not None else None
-    from reproduce.distributed import default_device
-    device = args.device or default_device()
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ReproduceError(f"--device {device}: this machine (or this torch build) has no CUDA; "
-                             "use --device cpu")
+    device = chosen_device(args)
     if device == "cuda" and world > 1 and "LOCAL_RANK" in launched:
         device = f"cuda:{launched['LOCAL_RANK']}"
-    batch_size = args.clip_batch or (32 if device.startswith("cuda") else 4)
-    workers = args.workers if args.workers is not None else (
-        min(8, os.cpu_count() or 1) if device.startswith("cuda") else 1)
-    if batch_size < 1 or workers < 1 or args.queue_size < 1:
-        raise ReproduceError("--clip-batch, --workers and --queue-size must be at least 1")
-    buffer_mb = args.buffer_mb if args.buffer_mb is not None else (2048 if device.startswith("cuda") else 0)
-    if buffer_mb < 0:
-        raise ReproduceError(f"--buffer-mb {buffer_mb:g}: give 0 or more megabytes")
-    extractor = build_extractor(args, device)
-    random_nets = extractor.random_networks()
-    if random_nets and not args.allow_random_weights:
-        raise ReproduceError(
-            f"no weight file for {', '.join(random_nets)}: its features would come from random weights. "
-            "Give --c3d FILE / --vgg FAMILY=FILE, or --allow-random-weights for random features "
-            "(tests, benchmarks)")
-    if random_nets:
-        print(f"alstm extract: WARNING: {', '.join(random_nets)} run on RANDOM weights (--weights-seed "
-              f"{args.weights_seed}); these are not real features, and the file says so", file=sys.stderr)
-
-    out = args.out if world == 1 else shard_path(args.out, rank, world)
-    mine = videos[rank::world]
-    merged = check_existing(args.out, extractor) if world > 1 else set()
-    check_existing(out, extractor)
-    if world > 1 and os.path.exists(out + ".done"):
-        os.remove(out + ".done")
-    attrs = {"generator": "alstm extract", "random_weights": ", ".join(random_nets) or "none"}
-    from caffe_models import RandomWeightsWarning
-
-    with FeatureWriter(out, class_names=class_names, multilabel=multilabel, attrs=attrs) as writer, \
-            warnings.catch_warnings():
-        warnings.simplefilter("ignore", RandomWeightsWarning)   # said once above, in the command's words
-        summary = extract_videos(
-            [(vid, path) for vid, path in mine if vid not in merged], writer, extractor, targets=targets,
-            split=args.split, batch_size=batch_size, workers=workers, queue_size=args.queue_size,
-            buffer_bytes=int(buffer_mb * 2**20),
-            progress=not args.quiet)
-    rate = summary.frames / max(summary.seconds, 1e-9)
+    vgg = parse_families(["obj"] if not args.no_vgg_obj else []) | parse_families(args.vgg)
+    run_ = extract_features(
+        args.videos, args.out, c3d=False if args.no_c3d else args.c3d, c3d_mean=args.c3d_mean, vgg=vgg,
+        layers=args.layers, flip=args.flip, labels=args.labels, classes=args.classes,
+        multilabel=args.multilabel, split=args.split, allow_random_weights=args.allow_random_weights,
+        weights_seed=args.weights_seed, device=device, precision=args.precision, clip_batch=args.clip_batch,
+        workers=args.workers, queue_size=args.queue_size, buffer_mb=args.buffer_mb, shard=(rank, world),
+        progress=not args.quiet, warn=lambda text: print(f"alstm extract: warning: {text}", file=sys.stderr))
     where = f" (rank {rank} of {world})" if world > 1 else ""
-    present = len(mine) - len(summary.written) - len(summary.failed)
-    print(f"extracted {len(summary.written)} videos ({len(summary.partial)} partial), skipped {present}"
-          f" already present, {len(summary.failed)} failed{where}; {summary.frames} frames in "
-          f"{summary.seconds:.1f} s ({rate:.1f} frames/s)")
-    if summary.written:
-        print(f"precision: {extractor.describe_precision()}")
-    failed = dict(summary.failed)
-    if world > 1:
-        write_json(out + ".done", {"videos": [vid for vid, _ in mine], "failed": failed})
-        if rank != 0:
-            return 0  # rank 0 reports the verdict; a non-zero exit here would make torchrun stop rank 0
-        expected = {r: [vid for vid, _ in videos[r::world]] for r in range(world)}
-        markers = _wait_for_shards(args.out, world, expected)
-        shards = [shard_path(args.out, r, world) for r in range(world)]
-        from fuel_datasets.merge import merge_feature_files
-
-        added = merge_feature_files([s for s in shards if os.path.exists(s)], args.out, all_ids,
-                                    progress=not args.quiet)
-        for shard in shards:
-            for path in (shard, shard + ".done"):
-                if os.path.exists(path):
-                    os.remove(path)
-        failed = {path: why for marker in markers for path, why in marker["failed"].items()}
-        print(f"merged {world} shards into {args.out} ({added} videos added); {len(failed)} failed in all")
-    for path, why in failed.items():
+    print(f"extracted {len(run_.written)} videos ({len(run_.partial)} partial), skipped {run_.skipped} "
+          f"already present, {len(run_.failed)} failed{where}; {run_.frames} frames in {run_.seconds:.1f} s "
+          f"({run_.frames_per_second:.1f} frames/s)")
+    if run_.precision:
+        print(f"precision: {run_.precision}")
+    if world > 1 and rank != 0:
+        return 0  # rank 0 reports the verdict; a non-zero exit here would make torchrun stop rank 0
+    if run_.merged is not None:
+        print(f"merged {world} shards into {args.out} ({run_.merged} videos added); "
+              f"{len(run_.verdict_failed)} failed in all")
+    for path, why in run_.verdict_failed.items():
         print(f"  failed: {path}: {why}", file=sys.stderr)
-    return 1 if failed and not args.keep_going else 0
+    return 1 if run_.verdict_failed and not args.keep_going else 0

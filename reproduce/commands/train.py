@@ -30,6 +30,7 @@ import dataclasses
 import os
 import sys
 
+from reproduce.commands.common import chosen_device
 from reproduce.config import LOSSES, OPTIMIZERS, VARIANTS, TrainConfig, activitynet, hollywood2_finetune
 from reproduce.errors import ReproduceError
 from reproduce.precision import PRECISIONS
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     config = config.replace(data=readable_data(config.data, _note))   # a legacy Fuel file: converted once
     if args.checkpoint_every < 1 or args.log_every < 1:
         raise ReproduceError("--checkpoint-every and --log-every must be at least 1")
-    with setup(getattr(args, "torchrun", None), args.device) as dist:   # one process, or a torchrun job
+    with setup(getattr(args, "torchrun", None), chosen_device(args)) as dist:   # one process or torchrun
         result = train(config, args.out, resume=args.resume, checkpoint_every=args.checkpoint_every,
                        log_every=args.log_every, progress=not args.quiet, dist=dist,
                        notice=_note)

@@ -1,0 +1,137 @@
+"""The feature networks that read videos: C3D and the VGG-19 families, with their weight files.
+
+`new_c3d` and `new_vgg` build the releases' networks (random weights until a file is loaded; tests swap
+them for small ones); `load_networks` loads the given files and says which networks stay random.
+`extractor_for` wraps them in the streaming `caffe_models.extract.FeatureExtractor` at a precision.
+For highlighting, `recorded_weights` and `find_weights` find the weight files a checkpoint's training
+features were made with, by the name and sha256 recorded with them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
+
+import torch
+
+from alstm_core.storage import VGG_FAMILIES
+from caffe_models import C3D, VGG19, load_caffemodel, load_mean
+from caffe_models.caffemodel import file_sha256
+from caffe_models.extract import FeatureExtractor
+from reproduce.errors import ReproduceError
+from reproduce.precision import network_autocast_dtype
+
+
+def new_c3d(seed: int) -> torch.nn.Module:
+    """The release's C3D (random weights until a file is loaded)."""
+    return C3D(generator=torch.Generator().manual_seed(seed))
+
+
+def new_vgg(num_classes: int, seed: int) -> torch.nn.Module:
+    """The release's VGG-19 with ``num_classes`` fc8 outputs (random weights until a file is loaded)."""
+    return VGG19(num_classes, generator=torch.Generator().manual_seed(seed))
+
+
+def parse_families(items: Sequence[str], flag: str = "--vgg") -> dict[str, str | None]:
+    """{family: weight file or None} from ``FAMILY[=WEIGHTS]`` items; ReproduceError naming ``flag``."""
+    families: dict[str, str | None] = {}
+    for item in items:
+        family, _, path = item.partition("=")
+        if family not in VGG_FAMILIES:
+            raise ReproduceError(f"{flag} {item}: unknown family {family!r}; choose from "
+                                 f"{', '.join(VGG_FAMILIES)} (write FAMILY=WEIGHTS)")
+        families[family] = path or None
+    return families
+
+
+class Networks(NamedTuple):
+    """C3D (None: not used) and the VGG-19 families, and the networks left on random weights."""
+
+    c3d: torch.nn.Module | None
+    vgg: dict[str, torch.nn.Module]
+    random: list[str]                  # "c3d", "vgg_obj", … without a weight file
+
+
+def load_networks(c3d: str | None | bool, vgg: Mapping[str, str | None], seed: int = 0) -> Networks:
+    """Build the networks and load their weight files.
+
+    ``c3d``: a .caffemodel path, None for random weights, False for no C3D. ``vgg``: {family: path or
+    None}. Random weights are seeded ``seed`` (C3D) and ``seed + 1 + k`` (the k-th family)."""
+    random = []
+    net = None
+    if c3d is not False:
+        net = new_c3d(seed)
+        if c3d:
+            load_caffemodel(net, c3d)
+        else:
+            random.append("c3d")
+    nets = {}
+    for k, (family, path) in enumerate(vgg.items()):
+        nets[family] = new_vgg(VGG_FAMILIES[family], seed + 1 + k)
+        if path:
+            load_caffemodel(nets[family], path)
+        else:
+            random.append(f"vgg_{family}")
+    return Networks(net, nets, random)
+
+
+def extractor_for(networks: Networks, layers: Sequence[str], *, c3d_mean: str | None = None,
+                  flip: bool = True, device: str = "cpu", precision: str = "auto",
+                  **options) -> FeatureExtractor:
+    """The `FeatureExtractor` of ``networks`` at ``precision`` (`reproduce.precision`); ``c3d_mean``: the
+    release's mean cube (.binaryproto), recorded by name and sha256. ``options``: FeatureExtractor's."""
+    if c3d_mean:
+        options |= {"c3d_mean": load_mean(c3d_mean),
+                    "mean_description": f"{os.path.basename(c3d_mean)} (sha256 {file_sha256(c3d_mean)})"}
+    return FeatureExtractor(networks.c3d, networks.vgg, list(layers), flip=flip, device=device,
+                            precision=precision,
+                            auto_dtype=network_autocast_dtype(precision, device), **options)
+
+
+_RECORDED = re.compile(r"^(?P<name>.+) \(sha256 (?P<sha>[0-9a-f]{64})\)$")
+
+
+def recorded_weights(meta: Mapping, source: str) -> tuple[str, str] | None:
+    """(file name, sha256) of the weights that made ``source`` for a checkpoint's training data: from the
+    checkpoint's ``source_info`` if it has one, else from its feature file if that still exists."""
+    info = (meta.get("source_info") or {}).get(source)
+    data = (meta.get("config") or {}).get("data")
+    if info is None and data and os.path.isfile(data):
+        from fuel_datasets import open_dataset
+
+        try:
+            with open_dataset(data) as ds:
+                info = ds.source_info(source) if source in ds.sources else None
+        except Exception:  # an unreadable old feature file only means "nothing recorded"
+            info = None
+    match = _RECORDED.match(str((info or {}).get("weights", "")))
+    return (match["name"], match["sha"]) if match else None
+
+
+def find_weights(network: str, given: str | None, recorded: set[tuple[str, str]], folders: Sequence[str],
+                 warn: Callable[[str], None] | None = None) -> str | None:
+    """The weight file of ``network``: ``given``, else a ``recorded`` one found (by name, with its sha256)
+    in ``folders``; None if none. ``warn`` hears when ``given`` is not a file the features were made with."""
+    if given:
+        if recorded and warn and file_sha256(given) not in {sha for _, sha in recorded}:
+            names = ", ".join(sorted(name for name, _ in recorded))
+            warn(f"{given} is not the {network} weight file the checkpoint's features were made with "
+                 f"({names}); its features may not match")
+        return given
+    for name, sha in sorted(recorded):
+        for folder in folders:
+            path = os.path.join(folder, name)
+            if os.path.isfile(path) and file_sha256(path) == sha:
+                return path
+    return None
+
+
+def video_device(device: str | None) -> str:
+    """``device``, or cuda where available, else cpu; ReproduceError for CUDA on a machine without it."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ReproduceError(f"--device {device}: this machine (or this torch build) has no CUDA; use "
+                             "--device cpu")
+    return device
