@@ -280,7 +280,7 @@ def extract_videos(
     extractor: FeatureExtractor,
     *,
     targets: Mapping[str, Any] | None = None,
-    split: str = "test",
+    split: str | Mapping[str, str] = "test",
     batch_size: int = 8,
     workers: int = 1,
     queue_size: int = 4,
@@ -289,7 +289,8 @@ def extract_videos(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> ExtractSummary:
-    """Extract every (video id, path) of ``videos`` that ``writer`` does not hold yet, in order.
+    """Extract every (video id, path) of ``videos`` that ``writer`` does not hold yet, in order, into
+    ``split`` (one for all, or {video id: split}).
 
     ``batch_size``: clips per network call (each also flipped, so C3D sees 2B clips and each VGG-19 4B
     frames); ``workers``: decode threads; ``queue_size``: chunks each may hold ready; ``buffer_bytes``:
@@ -348,7 +349,7 @@ def extract_videos(
                 num_frames=num_frames,
                 fps=float(video.info.fps) if video.info.fps > 0 else float("nan"),  # NaN: unknown
                 targets=None if targets is None else targets.get(vid),
-                split=split,
+                split=split if isinstance(split, str) else split[vid],
             )
             written.append(vid)
             if problems:

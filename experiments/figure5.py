@@ -87,7 +87,7 @@ def figure5(args) -> dict:
 
     def accuracy(key):
         scores = evaluate_checkpoints(data, [runner.checkpoint("activitynet", key)], crops=settings.crops,
-                                      device=args.device).scores
+                                      device=args.device).video_scores
         return per_class_accuracy(scores.scores, scores.positives)
 
     with open_dataset(data) as ds:

@@ -26,6 +26,7 @@ import math
 import os
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import h5py
 import numpy as np
@@ -256,10 +257,20 @@ class LegacyFuelDataset:
         self.close()
 
 
+
+class Conversion(NamedTuple):
+    """What ``convert_legacy`` did: videos written, videos already in the output, and whether the input
+    was already in our layout and was copied as it is."""
+
+    written: int
+    skipped: int
+    copied: bool = False
+
+
 def convert_legacy(legacy_path, out_path, *, rename: dict | None = None, frame_stride=CHUNK_FRAMES,
                    fps: float = math.nan, class_names=None, split_names: dict | None = None,
-                   progress=None) -> dict:
-    """Write a legacy Fuel file's examples into our layout; returns counts {"written", "skipped"}.
+                   progress=None) -> Conversion:
+    """Write a legacy Fuel file's examples into our layout; returns the `Conversion`.
 
     rename: {legacy source: new name}; frame_stride: int or {new name: frames per row}; split_names:
     {legacy split: train|valid|test}, on top of the legacy splits already named so. Re-running on the
@@ -315,10 +326,10 @@ def convert_legacy(legacy_path, out_path, *, rename: dict | None = None, frame_s
                     targets=legacy.read(TARGETS, video_id) if TARGETS in legacy.sources else None,
                     split=split_of.get(video_id))
                 written += 1
-    return {"written": written, "skipped": skipped}
+    return Conversion(written, skipped)
 
 
-def _copy_our_layout(path, out_path, options_given: bool) -> dict:
+def _copy_our_layout(path, out_path, options_given: bool) -> Conversion:
     """A file already in our layout needs no conversion: copied as it is (atomically), options refused."""
     if options_given:
         raise DatasetError(f"{path} is already a feature file in this project's layout: it needs no "
@@ -337,7 +348,7 @@ def _copy_our_layout(path, out_path, options_given: bool) -> dict:
                            "written") from None
     finally:
         tmp.unlink(missing_ok=True)
-    return {"written": count, "skipped": 0, "copied": True}
+    return Conversion(count, 0, copied=True)
 
 
 def _split_assignment(legacy: LegacyFuelDataset, split_names: dict | None) -> dict[str, str]:

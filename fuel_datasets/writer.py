@@ -14,6 +14,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import h5py
 import numpy as np
@@ -509,3 +510,19 @@ class FeatureWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(keep_empty=exc_type is None)
+
+
+class Repair(NamedTuple):
+    """What ``repair`` found: whether a killed writer's leftovers were cleaned up, and the complete videos."""
+
+    recovered: bool
+    videos: int
+
+
+def repair(path: str | os.PathLike) -> Repair:
+    """Reopen a file whose writer was killed: clear HDF5's "open for write" flags and drop the incomplete
+    last video, so that readers open it normally (any writer does this by itself)."""
+    if not Path(path).is_file():
+        raise DatasetError(f"{path}: no such file")
+    with FeatureWriter(path) as writer:
+        return Repair(writer.recovered, writer.num_videos)

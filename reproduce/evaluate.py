@@ -14,6 +14,9 @@ Three kinds of scorer share one path (`VideoScores`: one row of class scores per
   class count, i.e. a network fine-tuned on those classes, as in the paper.
 
 Windows of several videos are concatenated into one forward pass of up to ``window_batch`` windows.
+`evaluate_checkpoints` and `evaluate_baseline` return an `Evaluation`: the metrics, what was evaluated
+and how, and the `VideoScores` (``video_scores``); `Evaluation.to_json` is what ``alstm evaluate
+--json`` writes.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ class Evaluation(ClassificationReport):
     seed: int
     precision: str
     excluded_videos: int
-    scores: VideoScores = field(compare=False, repr=False)
+    video_scores: VideoScores = field(compare=False, repr=False)
     checkpoints: tuple[str, ...] = ()
     members: tuple[Member, ...] = ()
     baseline: str | None = None
@@ -82,7 +85,7 @@ class Evaluation(ClassificationReport):
         after ``class_names``)."""
         report = classification_report(scores.scores, scores.positives, class_names)
         metrics = {f.name: getattr(report, f.name) for f in fields(ClassificationReport)}
-        return cls(**metrics, class_names=tuple(class_names), scores=scores, **setting)
+        return cls(**metrics, class_names=tuple(class_names), video_scores=scores, **setting)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain types: `ClassificationReport.to_dict`'s keys, then ``split``, ``crops``,

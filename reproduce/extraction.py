@@ -140,8 +140,9 @@ def extract_features(videos: Sequence[str], out: str, *, c3d: str | None | bool 
     (.binaryproto; default the per-channel mean), ``vgg`` {family: .caffemodel or None} (default
     {"obj": None}); random weights are refused unless ``allow_random_weights`` (seeded by
     ``weights_seed``). ``layers`` read from every network; ``flip`` adds the <source>_flip features.
-    ``labels``: a 'video,label' CSV (``classes``: its class names, comma-separated or a file;
-    ``multilabel``), the videos going to ``split``; without it the videos are stored unlabelled.
+    ``labels``: a 'video,label[,split]' CSV (``classes``: its class names, comma-separated or a file;
+    ``multilabel``), the videos going to their CSV split, else to ``split``; without it the videos are
+    stored unlabelled.
     Running: ``device`` (None: cuda where available), ``precision`` (`reproduce.precision`),
     ``clip_batch`` 16-frame clips per network call (cpu 4, cuda 32), ``workers`` decoding threads (cpu 1,
     cuda up to 8), ``queue_size`` chunks each keeps ready, ``buffer_mb`` decoded frames held ahead (cpu 0,
@@ -151,9 +152,9 @@ def extract_features(videos: Sequence[str], out: str, *, c3d: str | None | bool 
     found = list_videos(list(videos))
     ids = [vid for vid, _ in found]
     class_names = read_classes(classes) if classes else None
-    targets = None
+    targets, splits = None, {}
     if labels:
-        class_names, targets = read_labels(labels, ids, class_names, multilabel)
+        class_names, targets, splits = read_labels(labels, ids, class_names, multilabel)
     device = video_device(device)
     cuda = device.startswith("cuda")
     batch_size = clip_batch or (32 if cuda else 4)
@@ -189,8 +190,8 @@ def extract_features(videos: Sequence[str], out: str, *, c3d: str | None | bool 
         warnings.simplefilter("ignore", RandomWeightsWarning)   # said once above, through ``warn``
         summary = extract_videos(
             [(vid, p) for vid, p in mine if vid not in merged], writer, extractor, targets=targets,
-            split=split, batch_size=batch_size, workers=workers, queue_size=queue_size,
-            buffer_bytes=int(buffer_mb * 2**20), progress=progress)
+            split={vid: splits.get(vid, split) for vid in ids}, batch_size=batch_size, workers=workers,
+            queue_size=queue_size, buffer_bytes=int(buffer_mb * 2**20), progress=progress)
     failed, added, all_failed = dict(summary.failed), None, None
     if world > 1:
         write_json(path + ".done", {"videos": [vid for vid, _ in mine], "failed": failed})

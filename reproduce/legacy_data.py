@@ -42,7 +42,7 @@ def readable_data(path: str, notice: Callable[[str], None] | None = None) -> str
                              f"convert it elsewhere: alstm dataset convert {path} OUT.h5")
     counts = convert_legacy(path, out)
     if notice is not None:
-        done = "converted" if counts["written"] else "already converted"
+        done = "converted" if counts.written else "already converted"
         notice(f"{path} is a legacy Fuel file: {done} to {out} (this project's layout, one row per 16 "
                "frames; `alstm dataset convert` offers other settings), which is read instead")
     return str(out)

@@ -16,7 +16,9 @@ One run = one `TrainConfig` and one folder::
 Main loop, per update k = 0, 1, ... (the order of Blocks' MainLoop, BLOCKS_FUEL.md §3.4): take batch k
 (a pure function of the seed and k), set the rate `learning_rate(config, k)`, forward with dropout
 masks drawn from the run's own generator, backward, step; then ``iterations_done = k + 1`` and the
-after-batch work: logging, validation and early stopping, checkpoints.
+after-batch work: logging, validation and early stopping, checkpoints. In the code: `train` sets up a
+`TrainState` and calls `train_step` (one update) and `after_update` per batch, then `finish`;
+`validate`, `save` (a checkpoint) and `check_losses` are the pieces those call, each taking the state.
 
 Resuming: a checkpoint holds the model, the optimiser's velocities, the early-stopping state, the
 dropout generator's state and the update count; batch k needs nothing else. A resumed run therefore
@@ -188,7 +190,7 @@ class TrainState:
     stopping: EarlyStopping
     last_path: str
     best_path: str
-    log: RunLog | NullLog = field(default_factory=NullLog)
+    log: RunLog | NullLog             # rank 0 writes log.jsonl, the others a NullLog
     start: int = 0                    # updates done when this process began (resume)
     done: int = 0
     saved_at: int = 0

@@ -1,9 +1,9 @@
 """The inputs of feature extraction: video files (given, or found under folders) and optional labels.
 
 Ids are file names without their extension and must be unique. Labels come from a CSV of rows
-``video,label`` (video: an id or a file name; a header row is allowed; ``a;b`` or repeated rows give
-several labels to a multi-label video); class names from a comma-separated list or a file with one
-name per line.
+``video,label`` or ``video,label,split`` (video: an id or a file name; split: train, valid or test; a
+header row is allowed; ``a;b`` or repeated rows give several labels to a multi-label video); class
+names from a comma-separated list or a file with one name per line.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from alstm_core.storage import SPLITS
 from reproduce.errors import ReproduceError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
@@ -63,15 +64,19 @@ def read_classes(spec: str) -> list[str]:
 
 
 class Labels(NamedTuple):
-    """The class names, and per video its class index (or its (C,) float32 multi-hot targets)."""
+    """The class names; per video its class index (or its (C,) float32 multi-hot targets), and its split
+    where the CSV gives one."""
 
     class_names: list[str]
     targets: dict[str, int | np.ndarray]
+    splits: dict[str, str]
 
 
 def read_labels(path: str, video_ids: list[str], classes: list[str] | None, multilabel: bool) -> Labels:
-    """The `Labels` of ``video_ids`` from a 'video,label' CSV (``classes``: None for the labels' own)."""
+    """The `Labels` of ``video_ids`` from a 'video,label[,split]' CSV (``classes``: None for the labels'
+    own)."""
     labels: dict[str, list[str]] = {}
+    splits: dict[str, str] = {}
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
@@ -80,11 +85,17 @@ def read_labels(path: str, video_ids: list[str], classes: list[str] | None, mult
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["video", "label"]:
         rows = rows[1:]
     for line, row in enumerate(rows, 1):
-        if len(row) != 2:
-            raise ReproduceError(f"{path}: row {line} {row!r} is not 'video,label'")
+        if len(row) not in (2, 3):
+            raise ReproduceError(f"{path}: row {line} {row!r} is not 'video,label' or 'video,label,split'")
         name, label = row[0].strip(), row[1].strip()
         vid = os.path.splitext(os.path.basename(name))[0] if name.lower().endswith(VIDEO_EXTENSIONS) else name
         labels.setdefault(vid, []).extend(p.strip() for p in label.split(";") if p.strip())
+        if len(row) == 3:
+            split = row[2].strip()
+            if split not in SPLITS or splits.get(vid, split) != split:
+                raise ReproduceError(f"{path}: row {line}: split {split!r} of {vid}: give one of "
+                                     f"{', '.join(SPLITS)}, the same on every row of a video")
+            splits[vid] = split
     names = classes or sorted({label for values in labels.values() for label in values})
     index = {name: k for k, name in enumerate(names)}
     unknown = sorted({label for values in labels.values() for label in values} - set(index))
@@ -105,4 +116,4 @@ def read_labels(path: str, video_ids: list[str], classes: list[str] | None, mult
             raise ReproduceError(f"{path}: video {vid} has labels {values}; pass --multilabel for several")
         else:
             targets[vid] = index[values[0]]
-    return Labels(names, targets)
+    return Labels(names, targets, {vid: splits[vid] for vid in video_ids if vid in splits})

@@ -64,12 +64,12 @@ MUTATIONS = [
              "return float(np.mean(positives[np.arange(scores.shape[0]), top]))",
              "return float(np.mean(np.argmax(positives, axis=1) == top))"),
     Mutation("mAP and mAP_interpolated swapped in the report", "reproduce/metrics.py",
-             '"mAP": m_ap,\n        "mAP_interpolated": m_ap_int,',
-             '"mAP": m_ap_int,\n        "mAP_interpolated": m_ap,'),
+             'mAP=m_ap,\n        mAP_interpolated=m_ap_int,',
+             'mAP=m_ap_int,\n        mAP_interpolated=m_ap,'),
     # learning
     Mutation("gradients zeroed after backward", "reproduce/train.py",
-             "            loss.backward()\n",
-             "            loss.backward()\n            optimizer.zero_grad(set_to_none=True)\n"),
+             "    loss.backward()\n",
+             "    loss.backward()\n    state.optimizer.zero_grad(set_to_none=True)\n"),
     # the tables layer
     Mutation("findings drops a claim whose row is missing", "reproduce/experiments.py",
              'lines.append(f"[MISSING] {claim}: Table {number} has no row {absent[0]!r}")', "pass"),

@@ -125,10 +125,15 @@ def test_no_upward_or_sideways_imports(package):
     assert not wrong, wrong
 
 
+def in_command_line(module: str) -> bool:
+    """Whether ``module`` is the command line: reproduce.cli, reproduce.__main__ or a command."""
+    return module in ("reproduce.cli", "reproduce.__main__", "reproduce.commands") \
+        or module.startswith("reproduce.commands.")
+
+
 def test_only_the_command_line_imports_the_commands():
     wrong = [f"{name} imports {dep}" for name, deps in graph().items() for dep in deps
-             if dep.startswith(("reproduce.commands", "reproduce.cli"))
-             and not name.startswith(("reproduce.commands", "reproduce.cli", "reproduce.__main__"))]
+             if in_command_line(dep) and dep != "reproduce.__main__" and not in_command_line(name)]
     assert not wrong, wrong
 
 

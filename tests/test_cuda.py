@@ -109,7 +109,7 @@ def test_training_and_evaluation_on_cuda_follow_the_cpu(synth, tmp_path):
         for trained in ("cpu", "cuda"):
             report = evaluate_checkpoints(str(synth), [str(runs[trained] / "best.pt")], split="train",
                                           crops=4, device=device)
-            reports[device, trained] = report, report.scores
+            reports[device, trained] = report, report.video_scores
     for trained in ("cpu", "cuda"):
         (a, sa), (b, sb) = reports["cpu", trained], reports["cuda", trained]
         np.testing.assert_allclose(sb.scores, sa.scores, rtol=1e-4, atol=1e-6)

@@ -120,7 +120,7 @@ def trained(tmp_path_factory):
 def test_checkpoint_report_matches_a_direct_evaluation(trained):
     data, (obj, act) = trained
     report = evaluate_checkpoints(data, [obj], crops=2, seed=1, device="cpu")
-    scores = report.scores
+    scores = report.video_scores
     from reproduce import load_model
 
     model, meta = load_model(obj)
@@ -146,8 +146,8 @@ def test_ensemble_of_two_checkpoints_averages_their_scores(trained):
     alone_obj = evaluate_checkpoints(data, [obj], crops=2, device="cpu")
     alone_act = evaluate_checkpoints(data, [act], crops=2, device="cpu")
     report = evaluate_checkpoints(data, [obj, act], crops=2, device="cpu")
-    np.testing.assert_allclose(report.scores.scores, (alone_obj.scores.scores + alone_act.scores.scores) / 2,
-                               rtol=1e-12)
+    mean = (alone_obj.video_scores.scores + alone_act.video_scores.scores) / 2
+    np.testing.assert_allclose(report.video_scores.scores, mean, rtol=1e-12)
     assert [m.checkpoint for m in report.members] == [obj, act]
     for member, alone in zip(report.members, (alone_obj, alone_act), strict=True):
         assert (member.accuracy, member.mAP, member.mAP_interpolated) == \
@@ -161,13 +161,13 @@ def test_baseline_on_a_file(tmp_path):
     batches = [b for _, b in windows]
     windows.close()
     expected = np.stack([_softmax(b.inputs.numpy().astype(np.float64)).mean(axis=(0, 1)) for b in batches])
-    np.testing.assert_allclose(report.scores.scores, expected, rtol=1e-12)
+    np.testing.assert_allclose(report.video_scores.scores, expected, rtol=1e-12)
     assert report.softmax_applied and report.baseline == "c3d_fc8" and report.checkpoints == ()
     with FeatureWriter(data) as writer:
         writer.set_source_info("c3d_fc8", layer="prob")
     report = evaluate_baseline(data, "c3d_fc8", crops=2, frames=48, steps=3)
     assert not report.softmax_applied
     expected = np.stack([b.inputs.numpy().astype(np.float64).mean(axis=(0, 1)) for b in batches])
-    np.testing.assert_allclose(report.scores.scores, expected, rtol=1e-6)
+    np.testing.assert_allclose(report.video_scores.scores, expected, rtol=1e-6)
     with pytest.raises(ReproduceError, match="has 16 columns but the dataset has 4 classes"):
         evaluate_baseline(data, "c3d_fc6", crops=1, frames=48, steps=3)

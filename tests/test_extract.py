@@ -317,6 +317,29 @@ def test_labels_csv_single_and_multi_label(tmp_path, small_networks, clip_videos
     assert "labels not among the classes: Eat" in capsys.readouterr().err
 
 
+def test_labels_csv_may_give_each_videos_split(tmp_path, small_networks, clip_videos, capsys):
+    folder, _ = clip_videos
+    videos = [folder / "odd.mkv", folder / "h264.mp4"]
+    (tmp_path / "split.csv").write_text("video,label,split\nodd.mkv,Run,train\nh264,Eat,valid\n")
+    assert run_cli(*videos, "--out", tmp_path / "s.h5", "--labels", tmp_path / "split.csv",
+                   "--allow-random-weights", "--quiet") == 0
+    with open_dataset(tmp_path / "s.h5") as ds:
+        assert ds.splits == {"train": ["odd"], "valid": ["h264"], "test": []}
+    (tmp_path / "mixed.csv").write_text("odd,Run,train\nh264,Eat\n")          # no split: --split's
+    assert run_cli(*videos, "--out", tmp_path / "m.h5", "--labels", tmp_path / "mixed.csv", "--split",
+                   "valid", "--allow-random-weights", "--quiet") == 0
+    with open_dataset(tmp_path / "m.h5") as ds:
+        assert ds.splits == {"train": ["odd"], "valid": ["h264"], "test": []}
+    capsys.readouterr()
+    for bad in ("odd,Run,training\nh264,Eat\n", "odd,Run,train\nodd,Run,test\nh264,Eat\n"):
+        (tmp_path / "bad.csv").write_text(bad)
+        assert run_cli(*videos, "--out", tmp_path / "x.h5", "--labels", tmp_path / "bad.csv",
+                       "--allow-random-weights") == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "give one of train, valid, test" in err
+    assert not (tmp_path / "x.h5").exists()
+
+
 def test_appending_with_other_weights_is_refused(tmp_path, small_networks, clip_videos, capsys):
     folder, _ = clip_videos
     out = tmp_path / "f.h5"

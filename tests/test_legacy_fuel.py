@@ -128,7 +128,7 @@ def test_convert_maps_examples_to_videos_of_our_layout(tmp_path):
     out = tmp_path / "ours.h5"
     counts = convert_legacy(legacy, out, rename={"features": "c3d_fc6", "vgg": "vgg_obj_fc8"},
                             frame_stride={"vgg_obj_fc8": 8}, fps=30.0, class_names=list("wxyz"))
-    assert counts == {"written": 9, "skipped": 0}
+    assert counts == (9, 0, False) and counts.written == 9
     with open_dataset(out) as ds:
         assert isinstance(ds, FeatureDataset)
         assert ds.sources == ("c3d_fc6", "vgg_obj_fc8", "targets") and ds.class_names == list("wxyz")
@@ -144,7 +144,7 @@ def test_convert_maps_examples_to_videos_of_our_layout(tmp_path):
         assert ds.source_info("vgg_obj_fc8")["legacy_source"] == "vgg"
     again = convert_legacy(legacy, out, rename={"features": "c3d_fc6", "vgg": "vgg_obj_fc8"},
                            frame_stride={"vgg_obj_fc8": 8}, class_names=list("wxyz"))
-    assert again == {"written": 0, "skipped": 9}
+    assert again.written == 0 and again.skipped == 9
     other = tmp_path / "other.hdf5"
     write_vlen_file(other, seed=3)
     with pytest.raises(DatasetError, match="was not converted from"):

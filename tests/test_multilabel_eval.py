@@ -188,7 +188,7 @@ def test_single_checkpoint_scores_and_metrics_are_the_hand_computed_ones(files, 
     data, path_a, path_b = files
     path = path_a if which == "A" else path_b
     evaluation = evaluate_checkpoints(data, [path], crops=2, device="cpu")
-    report, scores = evaluation.to_dict(), evaluation.scores
+    report, scores = evaluation.to_dict(), evaluation.video_scores
     assert scores.video_ids == tuple(f"v{v}" for v in range(V)) and report["flip"] is True
     np.testing.assert_array_equal(scores.positives, LABELS.astype(bool))
     np.testing.assert_allclose(scores.scores, _expected_scores(Z[which]), rtol=1e-5)
@@ -198,7 +198,7 @@ def test_single_checkpoint_scores_and_metrics_are_the_hand_computed_ones(files, 
 def test_ensemble_scores_are_the_mean_of_the_members_and_metrics_follow(files):
     data, path_a, path_b = files
     evaluation = evaluate_checkpoints(data, [path_a, path_b], crops=2, device="cpu")
-    report, scores = evaluation.to_dict(), evaluation.scores
+    report, scores = evaluation.to_dict(), evaluation.video_scores
     expected = (_expected_scores(Z["A"]) + _expected_scores(Z["B"])) / 2
     np.testing.assert_allclose(scores.scores, expected, rtol=1e-5)
     np.testing.assert_array_equal(scores.positives, LABELS.astype(bool))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fuel_datasets.errors import DatasetError
 from reproduce.precision import PRECISIONS
 
 
@@ -22,3 +23,18 @@ def chosen_device(args: argparse.Namespace) -> str | None:
     ``args.default_device``); None leaves the choice to the library (cuda where available, else cpu;
     `reproduce.distributed.default_device` turns it into a name)."""
     return getattr(args, "device", None) or getattr(args, "default_device", None)
+
+
+def parse_pairs(values: list[str] | None, what: str, convert=str) -> dict:
+    """{NAME: VALUE} of repeated ``NAME=VALUE`` flags (``convert`` each value); DatasetError naming the
+    flag ``what``."""
+    result = {}
+    for value in values or []:
+        key, sep, rhs = value.partition("=")
+        if not sep or not key or not rhs:
+            raise DatasetError(f"{what} '{value}' must look like NAME=VALUE")
+        try:
+            result[key] = convert(rhs)
+        except ValueError:
+            raise DatasetError(f"{what} '{value}': '{rhs}' is not a valid value") from None
+    return result

@@ -36,22 +36,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 
-
-def _pairs(values: list[str] | None, what: str, convert=str) -> dict:
-    from fuel_datasets.errors import DatasetError
-
-    result = {}
-    for value in values or []:
-        key, sep, rhs = value.partition("=")
-        if not sep or not key or not rhs:
-            raise DatasetError(f"{what} '{value}' must look like NAME=VALUE")
-        try:
-            result[key] = convert(rhs)
-        except ValueError:
-            raise DatasetError(f"{what} '{value}': '{rhs}' is not a valid value") from None
-    return result
+from alstm_core.progress import progress_bar
+from alstm_core.storage import CHUNK_FRAMES
+from fuel_datasets import build_activitynet, build_hollywood2, convert_legacy, describe, repair
+from fuel_datasets.errors import DatasetError
+from reproduce.commands.common import parse_pairs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,102 +91,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     repair.add_argument("file", help="HDF5 feature file in our layout")
 
 
-def _format_info(d: dict) -> str:
-    size = d["size_bytes"]
-    unit = next((u for u, s in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)) if size >= s), "B")
-    scale = {"GB": 1e9, "MB": 1e6, "kB": 1e3, "B": 1}[unit]
-    kind = "multi-label" if d["multilabel"] else "single-label"
-    classes = (f"{d['num_classes']} ({kind})" if d["num_classes"]
-               else "none (unlabelled videos: `alstm dataset build` labels them from annotations)")
-    lines = [f"{d['path']}: {d['format']}, {size / scale:.1f} {unit} on disk",
-             f"videos: {d['num_videos']}   classes: {classes}",
-             "splits: " + ", ".join(f"{k} {v}" for k, v in d["splits"].items())]
-    if d.get("uncommitted_videos"):
-        lines.append(f"note: {d['uncommitted_videos']} incomplete video(s) past the last committed one "
-                     "(an interrupted writer); the next writer or `alstm dataset repair` drops them")
-    rows = [["source", "dim", "rows", "frames/row", "network", "layer"]]
-    for s in d["sources"]:
-        info = s["info"]
-        rows.append([s["name"], str(s["dim"]), str(s["rows"]), str(s["frame_stride"]),
-                     str(info.get("network", info.get("fuel_kind", "-"))), str(info.get("layer", "-"))])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    table = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    table.insert(1, "  ".join("-" * w for w in widths))
-    lines += [""] + table
-    if d.get("attrs"):
-        lines += [""] + [f"{k}: {v}" for k, v in sorted(d["attrs"].items())]
-    return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> int:
-    from fuel_datasets import open_dataset
-    from fuel_datasets.errors import DatasetError
-
-    if args.dataset_command == "info":
-        with open_dataset(args.file) as ds:
-            description = ds.describe()
-        print(json.dumps(description, indent=2) if args.json else _format_info(description))
-        return 0
-    if args.dataset_command == "repair":
-        from pathlib import Path
-
-        from fuel_datasets.writer import FeatureWriter
-
-        if not Path(args.file).is_file():
-            raise DatasetError(f"{args.file}: no such file")
-        with FeatureWriter(args.file) as writer:
-            recovered, count = writer.recovered, writer.num_videos
-        print(f"{args.file}: {'repaired' if recovered else 'nothing to repair'}; {count} complete videos")
-        return 0
-    if args.dataset_command == "build":
-        return _build(args)
-    from tqdm import tqdm
-
-    from fuel_datasets.legacy import convert_legacy
-
-    class_names = None
-    if args.class_names:
-        try:
-            with open(args.class_names, encoding="utf-8") as handle:
-                class_names = [line.strip() for line in handle if line.strip()]
-        except OSError as exc:
-            raise DatasetError(f"cannot read class names from {args.class_names}: {exc.strerror}") from None
-    counts = convert_legacy(
-        args.legacy, args.out, rename=_pairs(args.source, "--source"),
-        frame_stride=_pairs(args.stride, "--stride", int) or 16, fps=args.fps, class_names=class_names,
-        split_names=_pairs(args.split, "--split") or None,
-        progress=lambda videos: tqdm(videos, desc="convert", unit="video", file=sys.stderr))
-    if counts.get("copied"):
-        print(f"{args.legacy} is already in this project's layout and needs no conversion: copied as it is "
-              f"to {args.out} ({counts['written']} videos)")
-        return 0
-    print(f"{args.out}: {counts['written']} videos written, {counts['skipped']} already there")
-    return 0
+def _class_names(path: str | None) -> list[str] | None:
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return [line.strip() for line in handle if line.strip()]
+    except OSError as exc:
+        raise DatasetError(f"cannot read class names from {path}: {exc.strerror}") from None
 
 
 def _strides(values: list[str] | None) -> dict[str, int] | int | None:
     """--stride FRAMES (every folder) or --stride NAME=FRAMES (repeatable)."""
-    from fuel_datasets.errors import DatasetError
-
-    if not values:
-        return None
-    if len(values) == 1 and "=" not in values[0]:
+    if values and len(values) == 1 and "=" not in values[0]:
         try:
             return int(values[0])
         except ValueError:
             raise DatasetError(f"--stride {values[0]}: give a number of frames, or NAME=FRAMES") from None
-    return _pairs(values, "--stride", int)
+    return parse_pairs(values, "--stride", int) or None
 
 
-def _build(args: argparse.Namespace) -> int:
-    from fuel_datasets.build import build_activitynet, build_hollywood2
-
-    common = dict(strides=_strides(args.stride), seed=args.seed, progress=not args.quiet)
-    if args.build_dataset == "activitynet":
-        summary = build_activitynet(args.annotations, args.features, args.out, min_frames=args.min_frames,
-                                    keep_videos_together=args.keep_videos_together, **common)
+def run(args: argparse.Namespace) -> int:
+    if args.dataset_command == "info":
+        info = describe(args.file)
+        print(json.dumps(info.to_json(), indent=2) if args.json else info.format_text())
+    elif args.dataset_command == "repair":
+        done = repair(args.file)
+        state = "repaired" if done.recovered else "nothing to repair"
+        print(f"{args.file}: {state}; {done.videos} complete videos")
+    elif args.dataset_command == "build":
+        common = dict(strides=_strides(args.stride), seed=args.seed, progress=not args.quiet)
+        if args.build_dataset == "activitynet":
+            summary = build_activitynet(args.annotations, args.features, args.out,
+                                        min_frames=args.min_frames,
+                                        keep_videos_together=args.keep_videos_together, **common)
+        else:
+            summary = build_hollywood2(args.clipsets, args.features, args.out,
+                                       valid_fraction=args.valid_fraction, **common)
+        print(summary.describe())
     else:
-        summary = build_hollywood2(args.clipsets, args.features, args.out, valid_fraction=args.valid_fraction,
-                                   **common)
-    print(summary.describe())
+        done = convert_legacy(
+            args.legacy, args.out, rename=parse_pairs(args.source, "--source"),
+            frame_stride=parse_pairs(args.stride, "--stride", int) or CHUNK_FRAMES, fps=args.fps,
+            class_names=_class_names(args.class_names),
+            split_names=parse_pairs(args.split, "--split") or None,
+            progress=lambda videos: progress_bar(videos, desc="convert", unit="video"))
+        if done.copied:
+            print(f"{args.legacy} is already in this project's layout and needs no conversion: copied as it "
+                  f"is to {args.out} ({done.written} videos)")
+        else:
+            print(f"{args.out}: {done.written} videos written, {done.skipped} already there")
     return 0

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, result.to_json())
     if args.scores:
-        scores = result.scores
+        scores = result.video_scores
         write_atomically(args.scores, lambda f: np.savez(
             f, video_ids=np.array(scores.video_ids), scores=scores.scores, positives=scores.positives),
             binary=True)

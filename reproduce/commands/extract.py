@@ -65,15 +65,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="seed of the random weights of --allow-random-weights (default 0)")
     data = parser.add_argument_group("labels (optional: features do not depend on them)")
     data.add_argument("--labels", metavar="CSV", default=None,
-                      help="CSV rows 'video,label' (video: id or file name; a header row is allowed); "
+                      help="CSV rows 'video,label' or 'video,label,split' (video: id or file name; split: "
+                      "train/valid/test, else --split; a header row is allowed); "
                       "without it the videos are stored unlabelled, for `alstm dataset build`")
     data.add_argument("--classes", default=None, metavar="NAMES",
                       help="class names, comma-separated or a file with one per line (default: the labels')")
     data.add_argument("--multilabel", action="store_true",
                       help="a video may have several labels (repeated rows or 'a;b'); targets are multi-hot")
     data.add_argument("--split", default="test", choices=["train", "valid", "test"],
-                      help="split of the new videos (default test; `alstm dataset build` assigns the "
-                      "dataset's own)")
+                      help="split of the new videos the labels CSV gives no split (default test; `alstm "
+                      "dataset build` assigns the dataset's own)")
     run_ = parser.add_argument_group("running")
     run_.add_argument("--device", default=None,
                       help="cpu or cuda[:K] (default: $ALSTM_DEVICE, else cuda if available)")
