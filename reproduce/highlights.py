@@ -21,6 +21,7 @@ The report (``reproduce.report``) and the clip (``reproduce.clip``) read these v
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -243,7 +244,8 @@ class Highlights:
         return out
 
     def write_json(self, path: str) -> str:
-        """Write ``to_json()`` to ``path`` atomically (indent 1); returns the path."""
+        """Write ``to_json()`` to ``path`` atomically (indent 1; its folder created); returns the path."""
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         return write_json(path, self.to_json(), indent=1)
 
 
