@@ -88,3 +88,14 @@ def progress_bar(iterable: Iterable | None = None, *, total: float | None = None
                     dynamic_ncols=True)
     return LineProgress(iterable, total=total, desc=desc, unit=unit, initial=initial, file=file,
                         interval=interval)
+
+
+def progress_message(text: str, file: IO[str] | None = None) -> None:
+    """Print a line beside a progress bar without breaking it (tqdm's ``write`` on a terminal)."""
+    file = file or sys.stderr
+    if getattr(file, "isatty", lambda: False)():
+        from tqdm import tqdm
+
+        tqdm.write(text, file=file)
+    else:
+        print(text, file=file, flush=True)

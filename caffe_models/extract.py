@@ -24,15 +24,14 @@ The writer is any object with ``has_video(id)``, ``set_source_info(source, **att
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from alstm_core.progress import progress_bar, progress_message
 from alstm_core.storage import ATTENDED_STRIDE, CHUNK_FRAMES, LAYERS, source_name
 from caffe_models.c3d import C3D
 from caffe_models.errors import CaffeModelError
@@ -303,11 +302,11 @@ def extract_videos(
     (C,) multi-hot}; ids missing get None.
     """
     start_time = time.perf_counter()
-    say = log or (lambda message: tqdm.write(message, file=sys.stderr))
+    say = log or progress_message
     skipped = [vid for vid, _ in videos if writer.has_video(vid)]
     todo = [(vid, str(path)) for vid, path in videos if not writer.has_video(vid)]
     written, partial, failed, frames_total = [], {}, {}, 0
-    bar = tqdm(total=len(todo), unit="video", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(todo), unit="video", desc="extract", enabled=progress)
     decoded = decode_in_background(
         [path for _, path in todo], extractor.prepare, CHUNK_LENGTH, workers, queue_size, decoder_threads,
         buffer_bytes,

@@ -34,15 +34,14 @@ import hashlib
 import json
 import math
 import os
-import sys
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from alstm_core.progress import progress_bar
 from alstm_core.storage import SPLITS
 from fuel_datasets.activitynet import activitynet_protocol, class_list, load_activitynet_json
 from fuel_datasets.errors import DatasetError
@@ -382,8 +381,7 @@ def _write_part(part: Path, feature_set: FeatureSet, samples: list[_Sample], cla
         resumed = sum(writer.has_video(s.sample_id) for s in samples)
         for source in sources:
             writer.set_source_info(source, **feature_set.sources[source])
-        bar = tqdm(total=len(order), desc="build", unit="video", file=sys.stderr, disable=not progress,
-                   dynamic_ncols=True)
+        bar = progress_bar(total=len(order), desc="build", unit="video", enabled=progress)
         with bar:
             for key, group in order:
                 todo = [s for s in group if not writer.has_video(s.sample_id)]

@@ -7,10 +7,7 @@ Every video keeps its split, targets, frame index and source attributes; the out
 
 from __future__ import annotations
 
-import sys
-
-from tqdm import tqdm
-
+from alstm_core.progress import progress_bar
 from alstm_core.storage import TARGETS
 from fuel_datasets.errors import DatasetError
 from fuel_datasets.opening import open_dataset
@@ -41,7 +38,7 @@ def merge_feature_files(inputs: list[str], out: str, order: list[str] | None = N
             sources = [s for s in first.sources if s != TARGETS]
             for source in sources:
                 writer.set_source_info(source, **first.source_info(source))
-            for vid in tqdm(ids, desc="merge", unit="video", disable=not progress, file=sys.stderr):
+            for vid in progress_bar(ids, desc="merge", unit="video", enabled=progress):
                 if writer.has_video(vid):
                     continue
                 ds, split = where[vid]

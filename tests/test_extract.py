@@ -340,6 +340,14 @@ def test_labels_csv_may_give_each_videos_split(tmp_path, small_networks, clip_vi
     assert not (tmp_path / "x.h5").exists()
 
 
+def test_progress_off_a_terminal_is_plain_lines(tmp_path, small_networks, clip_videos, capsys):
+    folder, _ = clip_videos
+    assert run_cli(folder / "odd.mkv", folder / "h264.mp4", "--out", tmp_path / "p.h5",
+                   "--allow-random-weights") == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "extract: 2/2 video (100%)" in err.splitlines()[-1]
+
+
 def test_appending_with_other_weights_is_refused(tmp_path, small_networks, clip_videos, capsys):
     folder, _ = clip_videos
     out = tmp_path / "f.h5"
