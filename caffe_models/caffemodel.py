@@ -178,6 +178,6 @@ def load_caffemodel(net: CaffeSequential, path, *, rename=None, schema: str | No
         for name, blobs in found.items():
             for param, blob in zip(params[name], blobs, strict=True):
                 param.copy_(torch.from_numpy(blob.reshape(param.shape)))
-    info = WeightsInfo(Path(path).name, digest, caffe.schema, tuple(found))
+    info = WeightsInfo(Path(path).name, digest, caffe.schema, tuple(found), str(Path(path).resolve()))
     net.weights = info
     return info

@@ -35,6 +35,7 @@ class WeightsInfo:
     sha256: str
     schema: str
     layers: tuple[str, ...]  # the network layers that were loaded
+    path: str = ""  # where it was loaded from (absolute), so that the file can be found again
 
     @property
     def description(self) -> str:

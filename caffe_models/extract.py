@@ -74,7 +74,8 @@ class FeatureExtractor:
     ``c3d``: a ``C3D`` or None; ``vgg``: {family: ``VGG19``} (``obj``, ``sce``, ``act``, …);
     ``layers``: layer names read from every network (``fc6``, ``fc7``, ``fc8``; C3D's are read as its
     release names ``fc6-1`` …). ``c3d_mean``: the release's mean cube (3, 16, 128, 171) from
-    ``load_mean``, or 3 BGR values; ``mean_description`` says which, for the file's metadata.
+    ``load_mean``, or 3 BGR values; ``mean_description`` says which, for the file's metadata, and
+    ``mean_path`` where a mean file is (recorded too, as the weight files' paths are).
     ``precision``: ``float32``, or ``bfloat16`` / ``float16`` autocast for the networks (preprocessing
     stays float32), or ``auto``: on the first batch each network runs in float32 and with ``auto_dtype``
     autocast, and keeps autocast only if every layer stays within ``tolerance`` (relative to its largest
@@ -92,6 +93,7 @@ class FeatureExtractor:
         *,
         c3d_mean=C3D_MEAN_BGR,
         mean_description: str = f"per-channel BGR {C3D_MEAN_BGR} (approximates the release's mean cube)",
+        mean_path: str | None = None,
         flip: bool = True,
         device: str | torch.device = "cpu",
         precision: str = "float32",
@@ -109,7 +111,7 @@ class FeatureExtractor:
             raise CaffeModelError(f"layers {list(layers)}: choose among {', '.join(LAYERS)}")
         self.device = torch.device(device)
         self.c3d, self.vgg, self.layers = c3d, vgg, tuple(layers)
-        self.c3d_mean, self.mean_description = c3d_mean, mean_description
+        self.c3d_mean, self.mean_description, self.mean_path = c3d_mean, mean_description, mean_path
         self.flip, self.channels_last = flip, channels_last
         self.auto_dtype, self.tolerance = auto_dtype, tolerance
         # network → (autocast dtype or None, how it was chosen); "auto" networks are decided on first use
@@ -166,6 +168,10 @@ class FeatureExtractor:
                     f"RGB→BGR, resize 128×171, mean {self.mean_description}, crop 112 at (8, 29)"
                     if is_c3d else f"RGB→BGR, resize {net.input_shape[-1]}² minus the mean pixel"),
             }
+            if net.weights is not None and net.weights.path:
+                attrs["weights_path"] = net.weights.path
+            if is_c3d and self.mean_path:
+                attrs |= {"mean": self.mean_description, "mean_path": self.mean_path}
             info[source] = attrs
         return info
 

@@ -13,8 +13,9 @@ features are dropped once no window needs them, and only small JPEG thumbnails o
 kept, in a temporary file; the report's frames are loaded back at the end. Class scores are averaged over
 the windows and over the models of an ensemble. Videos shorter than one window are refused.
 
-Weights: a network given no file is looked up by the file name and sha256 recorded with the checkpoint's
-training features in ``weights_dirs`` and the checkpoints' folders; ``allow_random_weights`` runs the
+Weights: a network given no file (and C3D given no mean cube) uses the one recorded with the checkpoint's
+training features (in their feature file, if it is still there): found with its sha256 where extraction
+read it, or by name in ``weights_dirs`` and the checkpoints' folders; ``allow_random_weights`` runs the
 rest on random weights (tests only: the result means nothing). ``highlight_features`` does the same from
 the stored features of a feature file (the figure scripts).
 """
@@ -49,7 +50,7 @@ from reproduce.highlight import (
     short_video_error,
 )
 from reproduce.highlights import DEFAULT_SETTINGS, Highlights, ModelInfo, Settings, VideoInfo, summarize
-from reproduce.networks import extractor_for, find_weights, load_networks, recorded_weights, video_device
+from reproduce.networks import extractor_for, find_file, load_networks, recorded_files, video_device
 from reproduce.report import ThumbnailStore, jpeg_thumbnail, model_label, report_frames, write_report
 
 
@@ -132,10 +133,12 @@ def _video_extractor(loaded: Sequence[LoadedModel], *, c3d, c3d_mean, vgg, weigh
     folders = list(weights_dirs) + sorted({os.path.dirname(os.path.abspath(m.path)) for m in loaded})
     given = {"c3d": c3d} | {f"vgg_{family}": path for family, path in (vgg or {}).items()}
 
+    def recorded(network: str, kind: int) -> set:
+        return {r for m in loaded for s, n in names.items() if n.network == network
+                for r in [recorded_files(m.meta, s)[kind]] if r}
+
     def weights(network: str) -> str | None:
-        recorded = {w for m in loaded for s, n in names.items() if n.network == network
-                    for w in [recorded_weights(m.meta, s)] if w}
-        return find_weights(network, given.get(network), recorded, folders, warn)
+        return find_file(network, given.get(network), recorded(network, 0), folders, warn)
 
     networks = {n.network for n in names.values()}
     families = sorted(n.family for n in names.values() if n.family)
@@ -148,6 +151,8 @@ def _video_extractor(loaded: Sequence[LoadedModel], *, c3d, c3d_mean, vgg, weigh
             "(tests)")
     attended_stride = 8 if any(m.reading.attended_source and names[m.reading.attended_source].family
                                and m.reading.attended_stride % CHUNK_FRAMES for m in loaded) else CHUNK_FRAMES
+    if "c3d" in networks:
+        c3d_mean = find_file("c3d", c3d_mean, recorded("c3d", 1), folders, warn, "mean file")
     layers = sorted({n.layer for n in names.values()})
     extractor = extractor_for(nets, layers, c3d_mean=c3d_mean, flip=False, device=device,
                               precision=precision, attended_stride=attended_stride)

@@ -3,8 +3,8 @@
 `new_c3d` and `new_vgg` build the releases' networks (random weights until a file is loaded; tests swap
 them for small ones); `load_networks` loads the given files and says which networks stay random.
 `extractor_for` wraps them in the streaming `caffe_models.extract.FeatureExtractor` at a precision.
-For highlighting, `recorded_weights` and `find_weights` find the weight files a checkpoint's training
-features were made with, by the name and sha256 recorded with them.
+For highlighting, `recorded_files` and `find_file` find the weight and mean files a checkpoint's
+training features were made with, by the path, name and sha256 recorded with them.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def extractor_for(networks: Networks, layers: Sequence[str], *, c3d_mean: str | 
     """The `FeatureExtractor` of ``networks`` at ``precision`` (`reproduce.precision`); ``c3d_mean``: the
     release's mean cube (.binaryproto), recorded by name and sha256. ``options``: FeatureExtractor's."""
     if c3d_mean:
-        options |= {"c3d_mean": load_mean(c3d_mean),
+        options |= {"c3d_mean": load_mean(c3d_mean), "mean_path": os.path.abspath(c3d_mean),
                     "mean_description": f"{os.path.basename(c3d_mean)} (sha256 {file_sha256(c3d_mean)})"}
     return FeatureExtractor(networks.c3d, networks.vgg, list(layers), flip=flip, device=device,
                             precision=precision,
@@ -93,9 +93,23 @@ def extractor_for(networks: Networks, layers: Sequence[str], *, c3d_mean: str | 
 _RECORDED = re.compile(r"^(?P<name>.+) \(sha256 (?P<sha>[0-9a-f]{64})\)$")
 
 
-def recorded_weights(meta: Mapping, source: str) -> tuple[str, str] | None:
-    """(file name, sha256) of the weights that made ``source`` for a checkpoint's training data: from the
-    checkpoint's ``source_info`` if it has one, else from its feature file if that still exists."""
+class RecordedFile(NamedTuple):
+    """A weight or mean file recorded with features: its name, sha256 and where it was (may be "")."""
+
+    name: str
+    sha256: str
+    path: str = ""
+
+
+def _recorded(description, path) -> RecordedFile | None:
+    match = _RECORDED.match(str(description or ""))
+    return RecordedFile(match["name"], match["sha"], str(path or "")) if match else None
+
+
+def recorded_files(meta: Mapping, source: str) -> tuple[RecordedFile | None, RecordedFile | None]:
+    """(weights, mean cube) that made ``source`` for a checkpoint's training data, None where not
+    recorded: from the checkpoint's ``source_info`` if it has one, else from its feature file if that
+    still exists."""
     info = (meta.get("source_info") or {}).get(source)
     data = (meta.get("config") or {}).get("data")
     if info is None and data and os.path.isfile(data):
@@ -106,24 +120,25 @@ def recorded_weights(meta: Mapping, source: str) -> tuple[str, str] | None:
                 info = ds.source_info(source) if source in ds.sources else None
         except Exception:  # an unreadable old feature file only means "nothing recorded"
             info = None
-    match = _RECORDED.match(str((info or {}).get("weights", "")))
-    return (match["name"], match["sha"]) if match else None
+    info = info or {}
+    return (_recorded(info.get("weights"), info.get("weights_path")),
+            _recorded(info.get("mean"), info.get("mean_path")))
 
 
-def find_weights(network: str, given: str | None, recorded: set[tuple[str, str]], folders: Sequence[str],
-                 warn: Callable[[str], None] | None = None) -> str | None:
-    """The weight file of ``network``: ``given``, else a ``recorded`` one found (by name, with its sha256)
-    in ``folders``; None if none. ``warn`` hears when ``given`` is not a file the features were made with."""
+def find_file(network: str, given: str | None, recorded: set[RecordedFile], folders: Sequence[str],
+              warn: Callable[[str], None] | None = None, what: str = "weight file") -> str | None:
+    """The ``what`` of ``network``: ``given``, else a ``recorded`` one found with its sha256 where it was
+    recorded, or by name in ``folders``; None if none. ``warn`` hears when ``given`` is not a file the
+    features were made with."""
     if given:
-        if recorded and warn and file_sha256(given) not in {sha for _, sha in recorded}:
-            names = ", ".join(sorted(name for name, _ in recorded))
-            warn(f"{given} is not the {network} weight file the checkpoint's features were made with "
+        if recorded and warn and file_sha256(given) not in {r.sha256 for r in recorded}:
+            names = ", ".join(sorted(r.name for r in recorded))
+            warn(f"{given} is not the {network} {what} the checkpoint's features were made with "
                  f"({names}); its features may not match")
         return given
-    for name, sha in sorted(recorded):
-        for folder in folders:
-            path = os.path.join(folder, name)
-            if os.path.isfile(path) and file_sha256(path) == sha:
+    for r in sorted(recorded):
+        for path in ([r.path] if r.path else []) + [os.path.join(folder, r.name) for folder in folders]:
+            if os.path.isfile(path) and file_sha256(path) == r.sha256:
                 return path
     return None
 

@@ -6,9 +6,10 @@ import pytest
 
 # Tests build small models; more threads than cores only adds contention on the CI's 2 cores.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
-# Commands given no --device use $ALSTM_DEVICE: the CPU here, so that tests comparing with CPU
-# computations (and the golden numbers) hold on a machine with a GPU too. tests/test_cuda.py names
-# its devices itself. Subprocesses (torchrun, the CLI) inherit it.
+# Commands given no --device use $ALSTM_DEVICE (read by reproduce.cli alone): the CPU here, so that
+# tests comparing the commands with CPU computations hold on a machine with a GPU too. Library calls
+# take their device as an argument; the tests that compare with the CPU pass device="cpu", and
+# tests/test_cuda.py names its devices itself. Subprocesses (torchrun, the CLI) inherit it.
 os.environ.setdefault("ALSTM_DEVICE", "cpu")
 
 

@@ -47,7 +47,7 @@ def test_a_few_dozen_updates_learn_a_separable_file(toy, tmp_path, variant, atte
                          hidden_dim=16, match_dim=8, frames=48, steps=3, batch_size=16, iterations=40,
                          lr=0.2, lr_fixed_iterations=40, dropout=0.0, validate_every=40, valid_crops=2,
                          patience=5, seed=1)
-    train(config, str(tmp_path), progress=False, checkpoint_every=40, log_every=5)
+    train(config, str(tmp_path), device="cpu", progress=False, checkpoint_every=40, log_every=5)
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if r["kind"] == "train"]
     valid = [r for r in log if r["kind"] == "valid"][-1]

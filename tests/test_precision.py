@@ -127,7 +127,7 @@ def test_training_in_bfloat16_keeps_float32_weights_and_learns(toy, tmp_path, mo
                          match_dim=8, frames=48, steps=3, batch_size=16, iterations=40, lr=0.2,
                          lr_fixed_iterations=40, dropout=0.0, validate_every=40, valid_crops=2, seed=1,
                          precision="bfloat16")
-    train(config, str(tmp_path / "bf16"), progress=False, checkpoint_every=40, log_every=5)
+    train(config, str(tmp_path / "bf16"), device="cpu", progress=False, checkpoint_every=40, log_every=5)
     log = [json.loads(line) for line in (tmp_path / "bf16" / "log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if r["kind"] == "train"]
     assert losses[-1] < 0.5 * losses[0] and [r for r in log if r["kind"] == "valid"][-1]["accuracy"] >= 0.8
@@ -151,10 +151,11 @@ def test_evaluation_in_bfloat16_is_recorded_and_close_to_float32(toy, tmp_path, 
     config = TrainConfig(data=str(toy), input_source="c3d", attended_source="vgg", hidden_dim=16,
                          match_dim=8, frames=48, steps=3, batch_size=16, iterations=30, lr=0.2,
                          lr_fixed_iterations=30, dropout=0.0, validate_every=0, seed=1)
-    train(config, str(tmp_path / "run"), progress=False)
+    train(config, str(tmp_path / "run"), device="cpu", progress=False)
     checkpoint = str(tmp_path / "run" / "best.pt")
-    exact = evaluate_checkpoints(str(toy), [checkpoint], split="valid", crops=4)
-    low = evaluate_checkpoints(str(toy), [checkpoint], split="valid", crops=4, precision="bfloat16")
+    exact = evaluate_checkpoints(str(toy), [checkpoint], split="valid", crops=4, device="cpu")
+    low = evaluate_checkpoints(str(toy), [checkpoint], split="valid", crops=4, precision="bfloat16",
+                               device="cpu")
     assert exact.precision == "float32" and low.precision == "bfloat16"
     assert np.abs(low.video_scores.scores - exact.video_scores.scores).max() <= 2e-2
     assert abs(low.mAP - exact.mAP) <= 0.05 and abs(low.accuracy - exact.accuracy) <= 0.05

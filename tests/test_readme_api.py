@@ -69,6 +69,11 @@ def test_the_python_api_section_runs_as_written(user_folder, capsys):
     assert result.num_videos == 2 and 0 <= result.accuracy <= 1
     assert out[2] == f"accuracy {result.accuracy:.3f}, mAP {result.mAP:.3f} over 2 test videos"
     assert h.random_weights == () and h.num_frames == 224 and h.top_classes[0].name in ("a", "b")
+    # found where extraction read them: the same weights and mean cube as the training features
+    with open_dataset(user_folder / "features.h5") as ds:
+        assert h.extractors == {"c3d": ds.source_info("c3d_fc6")["weights"],
+                                "vgg_obj": ds.source_info("vgg_obj_fc8")["weights"]}
+        assert ds.source_info("c3d_fc6")["mean_path"] == str(user_folder / "c3d_mean.binaryproto")
     saved = (user_folder / "report" / "highlights.json").read_text()
     assert json.loads(saved) == json.loads(json.dumps(h.to_json()))
     assert (user_folder / "report" / "report.html").is_file()

@@ -17,10 +17,10 @@ REPORT_DIR receives:
   timeline.png, figure2.png, figure3.png
 --clip OUT.mp4 also writes the highlighted moments, in time order, as a short video.
 
-Weights: as `alstm extract` (--c3d, --c3d-mean, --vgg FAMILY=FILE). A network given no file is looked up
-by the file name and sha256 recorded with the checkpoint's training features (in the checkpoint, or in the
-feature file it was trained on if that is still there) in the --weights-dir folders and the checkpoint's
-folder. --allow-random-weights runs the rest on random weights (tests only: the result means nothing).
+Weights: as `alstm extract` (--c3d, --c3d-mean, --vgg FAMILY=FILE). A network given no file (and C3D
+given no mean cube) uses the one recorded with the checkpoint's training features (in the feature file it
+was trained on, if that is still there): found, with its sha256, where extraction read it, or by name in
+the --weights-dir folders and the checkpoint's folder. --allow-random-weights runs the rest on random weights (tests only: the result means nothing).
 
 examples:
   alstm highlight match.mp4 --checkpoint runs/act_fc8/best.pt --out match_report \\
