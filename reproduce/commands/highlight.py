@@ -20,7 +20,8 @@ REPORT_DIR receives:
 Weights: as `alstm extract` (--c3d, --c3d-mean, --vgg FAMILY=FILE). A network given no file (and C3D
 given no mean cube) uses the one recorded with the checkpoint's training features (in the feature file it
 was trained on, if that is still there): found, with its sha256, where extraction read it, or by name in
-the --weights-dir folders and the checkpoint's folder. --allow-random-weights runs the rest on random weights (tests only: the result means nothing).
+the --weights-dir folders and the checkpoint's folder. --allow-random-weights runs the rest on random
+weights (tests only: the result means nothing).
 
 examples:
   alstm highlight match.mp4 --checkpoint runs/act_fc8/best.pt --out match_report \\
