@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from alstm_core.progress import progress_bar
 from reproduce.distributed import Distributed, score_sharded, single_process
 from reproduce.errors import ReproduceError
 from reproduce.metrics import ClassificationReport, classification_report
@@ -161,7 +161,7 @@ def score_videos(model: torch.nn.Module, windows: Iterable, *, device: str | tor
     ids, rows, positives = [], [], []
     loss_sum, loss_count = 0.0, 0
     total = len(windows) if hasattr(windows, "__len__") else None
-    with tqdm(total=total, desc=desc, unit="video", disable=not progress, leave=False) as bar:
+    with progress_bar(total=total, desc=desc, unit="video", enabled=progress, leave=False) as bar:
         for group in _grouped(windows, window_batch):
             batches = [b for _, b in group]
             with autocast(precision, device):
@@ -193,7 +193,8 @@ def baseline_scores(windows: Iterable, *, already_probabilities: bool = False, n
     """The C3D (fc8) baseline from windows whose ``inputs`` (B, N, C) are fc8 rows: the softmax of each
     chunk (unless ``already_probabilities``), averaged over the N chunks, then over the windows."""
     ids, rows, positives = [], [], []
-    for video_id, batch in tqdm(windows, desc="baseline", unit="video", disable=not progress, leave=False):
+    for video_id, batch in progress_bar(windows, desc="baseline", unit="video", enabled=progress,
+                                        leave=False):
         chunks = batch.inputs.double()                                                  # (B, N, C)
         if chunks.shape[-1] != num_classes:
             raise ReproduceError(

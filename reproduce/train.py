@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,8 +47,8 @@ from typing import Any, NamedTuple
 
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
+from alstm_core.progress import progress_bar
 from reproduce.checkpoint import RunLog, build_model, load_checkpoint, save_checkpoint
 from reproduce.config import TrainConfig
 from reproduce.distributed import (
@@ -221,8 +220,8 @@ def train(config: TrainConfig, out_dir: str, *, resume: bool = False, device: st
         data.config.write_json(os.path.join(out_dir, "config.json"))
     state = _initial_state(data, dist, out_dir, saved)
     config = state.config
-    bar = tqdm(total=config.iterations, initial=state.start, desc="train", unit="it", file=sys.stderr,
-               disable=not progress or not dist.is_main, dynamic_ncols=True)
+    bar = progress_bar(total=config.iterations, initial=state.start, desc="train", unit="it",
+                       enabled=progress and dist.is_main)
     state.clock = (time.perf_counter(), state.start)
     stream = window_batches(data, state.start, config.iterations, config.num_workers, dist.device)
     try:
@@ -307,7 +306,7 @@ def train_step(state: TrainState, batch: tuple[torch.Tensor, ...]) -> float:
     return lr
 
 
-def after_update(state: TrainState, lr: float, bar: tqdm, checkpoint_every: int, log_every: int) -> None:
+def after_update(state: TrainState, lr: float, bar, checkpoint_every: int, log_every: int) -> None:
     """The after-batch work of update ``state.done``: a train record every ``log_every`` updates (and at
     the last), a validation every ``validate_every``, last.pt at each validation and every
     ``checkpoint_every``."""

@@ -17,8 +17,9 @@ claims. The same parameters give the same data; re-running on an interrupted fil
 from __future__ import annotations
 
 import argparse
-import sys
 import time
+
+from alstm_core.progress import progress_bar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,8 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from tqdm import tqdm
-
     from fuel_datasets.synthetic import PAPER_DIMS, SynthConfig, write_synthetic
 
     options = dict(num_videos=args.videos, seed=args.seed, multilabel=args.multilabel,
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             if os.path.exists(path):
                 os.remove(path)
     started = time.perf_counter()
-    with tqdm(total=config.num_videos, desc="alstm synth", unit="video", file=sys.stderr) as bar:
+    with progress_bar(total=config.num_videos, desc="alstm synth", unit="video") as bar:
         written = write_synthetic(args.out, config, progress=bar.update)
     seconds = time.perf_counter() - started
     size = os.path.getsize(args.out) / 2**20
