@@ -325,16 +325,7 @@ def extract_videos(
                 say(f"skipped {path}: {failed[path]}")
                 bar.update(1)
                 continue
-            rows: dict[str, list[np.ndarray]] = {source: [] for source in extractor.sources}
-            pending: list[torch.Tensor] = []
-            for clip in video.items:
-                if clip is not None:
-                    pending.append(clip)
-                if len(pending) == batch_size:
-                    _append(rows, extractor(pending))
-                    pending = []
-            if pending:
-                _append(rows, extractor(pending))
+            rows = _video_rows(video.items, extractor, batch_size)
             num_frames, problems = video.report["frames_decoded"], video.report["problems"]
             frames_total += num_frames
             if num_frames < CHUNK_LENGTH:
@@ -369,6 +360,22 @@ def extract_videos(
     return ExtractSummary(written, skipped, partial, failed, frames_total, time.perf_counter() - start_time)
 
 
-def _append(rows: dict[str, list[np.ndarray]], batch: dict[str, np.ndarray]) -> None:
-    for source, value in batch.items():
-        rows[source].append(value)
+def _video_rows(clips, extractor: FeatureExtractor, batch_size: int) -> dict[str, list[np.ndarray]]:
+    """{source: [(r, D) rows of each network call]} of one video's decoded clips (None items: incomplete
+    chunks, skipped), ``batch_size`` clips per call; empty lists for a video without a complete clip."""
+    rows: dict[str, list[np.ndarray]] = {source: [] for source in extractor.sources}
+    pending: list[torch.Tensor] = []
+
+    def run() -> None:
+        for source, value in extractor(pending).items():
+            rows[source].append(value)
+        pending.clear()
+
+    for clip in clips:
+        if clip is not None:
+            pending.append(clip)
+        if len(pending) == batch_size:
+            run()
+    if pending:
+        run()
+    return rows
