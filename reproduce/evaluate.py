@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from alstm_core.progress import progress_bar
+from alstm_core.storage import FLIP_SUFFIX
 from reproduce.distributed import Distributed, score_sharded, single_process
 from reproduce.errors import ReproduceError
 from reproduce.metrics import ClassificationReport, classification_report
@@ -227,7 +228,7 @@ def resolve_flip(ds, sources: list[str], flip: bool | None, what: str) -> tuple[
     """Whether to read the ``<source>_flip`` features of ``sources`` in the file ``ds``, and the one-line
     notice to show when they are left out for want of them. ``flip`` None: when present for every
     source; True: required (ReproduceError naming the flag otherwise); False: never."""
-    missing = [f"{s}_flip" for s in dict.fromkeys(sources) if f"{s}_flip" not in ds.sources]
+    missing = [s + FLIP_SUFFIX for s in dict.fromkeys(sources) if s + FLIP_SUFFIX not in ds.sources]
     if flip is False:
         return False, None
     if not missing:

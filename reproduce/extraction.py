@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from alstm_core.storage import TARGETS
 from caffe_models import RandomWeightsWarning
 from caffe_models.extract import extract_videos
 from fuel_datasets import FeatureWriter, open_dataset
@@ -74,7 +75,7 @@ def check_existing(path: str, extractor) -> set[str]:
         return set()
     with open_dataset(path) as ds:
         ids = set(ds.video_ids)
-        have = set(ds.sources) - {"targets"}
+        have = set(ds.sources) - {TARGETS}
         want = extractor.source_info()
         if ids and have != set(want):
             raise ReproduceError(

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from alstm_core.progress import progress_bar
-from alstm_core.storage import CHUNK_FRAMES
+from alstm_core.storage import ATTENDED_STRIDE, CHUNK_FRAMES
 from caffe_models import RandomWeightsWarning
 from caffe_models.errors import VideoError
 from caffe_models.video import decode_in_background, probe
@@ -149,8 +149,9 @@ def _video_extractor(loaded: Sequence[LoadedModel], *, c3d, c3d_mean, vgg, weigh
             f"no weight file for {', '.join(nets.random)} (none given, none recorded with the checkpoint "
             "found): give --c3d FILE / --vgg FAMILY=FILE or --weights-dir DIR, or --allow-random-weights "
             "(tests)")
-    attended_stride = 8 if any(m.reading.attended_source and names[m.reading.attended_source].family
-                               and m.reading.attended_stride % CHUNK_FRAMES for m in loaded) else CHUNK_FRAMES
+    every_8 = any(m.reading.attended_source and names[m.reading.attended_source].family
+                  and m.reading.attended_stride % CHUNK_FRAMES for m in loaded)   # some model attends T = 2N
+    attended_stride = ATTENDED_STRIDE if every_8 else CHUNK_FRAMES
     if "c3d" in networks:
         c3d_mean = find_file("c3d", c3d_mean, recorded("c3d", 1), folders, warn, "mean file")
     layers = sorted({n.layer for n in names.values()})

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from alstm_core.storage import VGG_FAMILIES, source_name
 from reproduce.config import TrainConfig, activitynet, hollywood2_finetune
 
 
@@ -59,7 +60,7 @@ class Row:
         return "ensemble" if len(self.models) > 1 else "model"
 
 
-FAMILIES = {"obj": "vgg_obj", "sce": "vgg_sce", "act": "vgg_act"}
+FAMILIES = {family: f"vgg_{family}" for family in VGG_FAMILIES}   # obj, sce, act → their networks
 
 
 def _models() -> dict[str, Model]:
@@ -70,8 +71,8 @@ def _models() -> dict[str, Model]:
     for short, family in FAMILIES.items():
         for layer in ("fc6", "fc8"):
             key = f"alstm-{short}-{layer}"
-            models[key] = Model(key, "c3d_fc6", f"{family}_{layer}")
-        models[f"lstm-{short}-fc6"] = Model(f"lstm-{short}-fc6", f"{family}_fc6", None)
+            models[key] = Model(key, "c3d_fc6", source_name(family, layer))
+        models[f"lstm-{short}-fc6"] = Model(f"lstm-{short}-fc6", source_name(family, "fc6"), None)
     models["alstm-obj-fc8-b"] = Model("alstm-obj-fc8-b", "c3d_fc6", "vgg_obj_fc8", variant="b")
     return models
 
