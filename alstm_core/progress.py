@@ -13,18 +13,23 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 
+def _number(value: float) -> str:
+    return f"{int(value)}" if float(value).is_integer() else f"{value:.1f}"
+
+
 class LineProgress:
     """tqdm's ``update`` / ``set_postfix_str`` / ``close`` / iteration, written as occasional lines."""
 
     def __init__(self, iterable: Iterable | None = None, *, total: float | None = None, desc: str = "",
                  unit: str = "it", initial: float = 0, file: IO[str] | None = None, interval: float = 30.0,
-                 clock=time.monotonic):
+                 leave: bool = True, clock=time.monotonic):
         self.iterable, self.desc, self.unit, self.file = iterable, desc, unit, file or sys.stderr
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)
         self.total, self.n, self.interval, self.clock = total, initial, interval, clock
         self.postfix, self.start = "", clock()
         self.last_line, self.closed, self.written = self.start, False, initial
+        self.leave = leave                       # False: no closing line (a bar that tqdm would erase)
 
     def update(self, n: float = 1) -> None:
         self.n += n
@@ -40,7 +45,7 @@ class LineProgress:
 
     def _line(self) -> None:
         self.last_line, self.written = self.clock(), self.n
-        count = f"{self.n:g}/{self.total:g}" if self.total else f"{self.n:g}"
+        count = f"{_number(self.n)}/{_number(self.total)}" if self.total else _number(self.n)
         share = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
         extra = f", {self.postfix}" if self.postfix else ""
         prefix = f"{self.desc}: " if self.desc else ""
@@ -48,7 +53,7 @@ class LineProgress:
               flush=True)
 
     def close(self) -> None:
-        if not self.closed and self.n != self.written:
+        if self.leave and not self.closed and self.n != self.written:
             self._line()
         self.closed = True
 
@@ -87,7 +92,7 @@ def progress_bar(iterable: Iterable | None = None, *, total: float | None = None
         return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, file=file, leave=leave,
                     dynamic_ncols=True)
     return LineProgress(iterable, total=total, desc=desc, unit=unit, initial=initial, file=file,
-                        interval=interval)
+                        interval=interval, leave=leave)
 
 
 def progress_message(text: str, file: IO[str] | None = None) -> None:

@@ -156,7 +156,7 @@ class FeatureExtractor:
             net = self.networks()[spec.network]
             is_c3d = spec.network == "c3d"
             attrs = {
-                "network": "C3D" if is_c3d else f"VGG19 ({spec.network[4:]})",
+                "network": "C3D" if is_c3d else f"VGG19 ({spec.network.removeprefix('vgg_')})",
                 "layer": spec.layer,
                 "chunk_length": CHUNK_LENGTH if is_c3d else 1,
                 "stride": CHUNK_LENGTH if is_c3d else self.attended_stride,

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from _table import add_run_arguments  # noqa: E402
 
-from alstm_core.storage import ATTENDED_STRIDE, CHUNK_FRAMES  # noqa: E402
+from alstm_core.storage import ATTENDED_STRIDE, CHUNK_FRAMES, TARGETS  # noqa: E402
 from reproduce.atomic import write_json  # noqa: E402
 from reproduce.errors import ReproduceError  # noqa: E402
 
@@ -126,7 +126,7 @@ def salient_truth(ds, video_id: str) -> np.ndarray | None:
 
 
 def labels(ds, video_id: str) -> list[str]:
-    target = np.asarray(ds.read("targets", video_id))
+    target = np.asarray(ds.read(TARGETS, video_id))
     indices = [int(target)] if target.ndim == 0 else np.flatnonzero(target > 0.5).tolist()
     return [ds.class_names[i] for i in indices]
 

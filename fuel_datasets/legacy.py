@@ -58,7 +58,7 @@ class LegacyFuelDataset:
     format = "Fuel H5PYDataset (legacy)"
 
     def __init__(self, path: str | os.PathLike, *, h5file: h5py.File | None = None, frame_stride=CHUNK_FRAMES,
-                 fps: float = math.nan, class_names=None, targets_source: str = "targets"):
+                 fps: float = math.nan, class_names=None, targets_source: str = TARGETS):
         self.path = Path(path)
         self._file = h5file if h5file is not None else open_h5(self.path)
         self._strides = frame_stride

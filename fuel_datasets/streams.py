@@ -33,7 +33,7 @@ import h5py
 import numpy as np
 import torch
 
-from alstm_core.storage import FLIP_SUFFIX
+from alstm_core.storage import FLIP_SUFFIX, TARGETS
 from fuel_datasets.errors import DatasetError
 from fuel_datasets.layout import FeatureDataset, missing_source
 from fuel_datasets.opening import open_dataset
@@ -192,7 +192,7 @@ def _video_table(ds, split, input_source, attended_source, spec, flips):
     if len(index) == 0:
         raise DatasetError(f"no video of split '{split}' in {ds.path} has a full {spec.frames}-frame window "
                            f"({len(excluded)} excluded)")
-    table["targets"] = targets[index]
+    table[TARGETS] = targets[index]
     table["ids"] = [ds.video_ids[v] for v in index]
     return table, excluded
 
@@ -250,7 +250,7 @@ class _Windows:
             attended = _batch_array((B, T, self.attended_dim))
             self._fill(ds, attended, "att", self.attended_source, rows, att_starts, t["a_step"][rows],
                        flipped)
-        targets = t["targets"][rows].astype(np.float32 if self.multilabel else np.int64)
+        targets = t[TARGETS][rows].astype(np.float32 if self.multilabel else np.int64)
         return Batch(
             inputs=torch.as_tensor(inputs),
             attended=None if attended is None else torch.as_tensor(attended),

@@ -214,3 +214,20 @@ def hollywood2_finetune(
         lr_decay_ratio=0.999,
         validate_every=0,
     ).replace(**changes)
+
+
+def run_config(given: dict, out_dir: str, *, resume: bool = False, preset: str | None = None) -> TrainConfig:
+    """The TrainConfig of a run from the fields ``given`` (those a user set): over the run's own
+    config.json when resuming one in ``out_dir``, else over ``preset``'s regime ("activitynet", the
+    default, or "hollywood2": `hollywood2_finetune`) for ``given["data"]``."""
+    saved = os.path.join(out_dir, "config.json")
+    if resume and os.path.exists(saved):
+        return TrainConfig.read_json(saved).replace(**given)
+    if "data" not in given:
+        raise ReproduceError("--data is required (the feature file to train on)")
+    if preset == "hollywood2":
+        base = hollywood2_finetune(given["data"], given.get("input_source", "c3d_fc6"),
+                                   given.get("attended_source"), given.get("init_from"))
+    else:
+        base = activitynet(given["data"], given.get("input_source", "c3d_fc6"))
+    return base.replace(**given)

@@ -22,6 +22,7 @@ and how, and the `VideoScores` (``video_scores``); `Evaluation.to_json` is what 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -30,9 +31,11 @@ import numpy as np
 import torch
 
 from alstm_core.progress import progress_bar
-from alstm_core.storage import FLIP_SUFFIX
+from alstm_core.storage import FLIP_SUFFIX, TARGETS
+from reproduce.atomic import write_atomically, write_json
 from reproduce.distributed import Distributed, score_sharded, single_process
 from reproduce.errors import ReproduceError
+from reproduce.legacy_data import readable_data
 from reproduce.metrics import ClassificationReport, classification_report
 from reproduce.precision import autocast
 from reproduce.precision import resolve as resolve_precision
@@ -107,6 +110,16 @@ class Evaluation(ClassificationReport):
         """`to_dict` with NaN as None, so that the JSON is standard (what ``alstm evaluate --json``
         writes)."""
         return _plain(self.to_dict())
+
+    def write_json(self, path: str) -> str:
+        """``to_json()`` into ``path``, atomically."""
+        return write_json(path, self.to_json())
+
+    def write_scores(self, path: str) -> str:
+        """The video scores as ``.npz`` (video_ids (V,), scores (V, C), positives (V, C)), atomically."""
+        s = self.video_scores
+        return write_atomically(path, lambda f: np.savez(f, video_ids=np.array(s.video_ids), scores=s.scores,
+                                                          positives=s.positives), binary=True)
 
 
 def _plain(value):
@@ -255,12 +268,16 @@ def evaluate_checkpoints(data: str, checkpoints: Sequence[str], *, split: str = 
     ``flip`` (`resolve_flip`): None adds the flipped windows when the file has them for every source a
     model reads, True requires them, False leaves them out; the result's ``flip`` is what was done, and
     ``notice`` hears when they were left out for want of them. ``precision`` (`reproduce.precision`;
-    float32 by default, as the paper's tables) is recorded resolved."""
+    float32 by default, as the paper's tables) is recorded resolved. A checkpoint may be given as its
+    run folder (its best.pt); ``data`` may be a legacy Fuel file (`reproduce.legacy_data`: converted
+    once beside it, which ``notice`` hears)."""
     from fuel_datasets.streams import TestWindows, WindowSpec
     from reproduce.checkpoint import load_model
 
     dist = dist or single_process(device)
     device = dist.device
+    data = dist.from_main(lambda: readable_data(data, notice))
+    checkpoints = [os.path.join(p, "best.pt") if os.path.isdir(p) else str(p) for p in checkpoints]
     precision = resolve_precision(precision, device)
     loaded, class_names = [], None
     for path in checkpoints:
@@ -301,15 +318,16 @@ def evaluate_baseline(data: str, source: str = "c3d_fc8", *, split: str = "test"
                       notice: Callable[[str], None] | None = None) -> Evaluation:
     """The evaluation of the C3D (fc8) baseline read from ``source`` (see the module docstring), on the
     CPU; sharded over the ranks of ``dist`` like `evaluate_checkpoints`; ``flip`` and ``notice`` as
-    there."""
+    there, and ``data`` as there."""
     from fuel_datasets import open_dataset
     from fuel_datasets.streams import TestWindows, WindowSpec
 
     dist = dist or single_process("cpu")
+    data = dist.from_main(lambda: readable_data(data, notice))
     with open_dataset(data) as ds:
         if source not in ds.sources:
             raise ReproduceError(f"{data} has no source {source!r} for the baseline; it has "
-                                 f"{', '.join(s for s in ds.sources if s != 'targets')}")
+                                 f"{', '.join(s for s in ds.sources if s != TARGETS)}")
         info = ds.source_info(source)
         class_names = list(ds.class_names)
     flip = _flip_for(data, [source], flip, notice if dist.is_main else None)

@@ -39,7 +39,8 @@ from reproduce.video_inputs import list_videos, read_classes, read_labels
 class Extraction:
     """What one ``extract_features`` call did (this rank's share, and the merge on rank 0)."""
 
-    out: str                                   # the file this rank wrote (a shard when world > 1)
+    out: str                                   # the file written (a rank's shard; on rank 0, after the
+                                               # merge, ``out`` itself)
     written: list[str]                         # video ids added
     partial: list[str]                         # added, but with a damaged end
     skipped: int                               # already in the file
@@ -61,6 +62,10 @@ class Extraction:
     @property
     def frames_per_second(self) -> float:
         return self.frames / max(self.seconds, 1e-9)
+
+
+def _warn(text: str) -> None:
+    warnings.warn(text, UserWarning, stacklevel=3)
 
 
 def shard_path(out: str, rank: int, world: int) -> str:
@@ -130,11 +135,13 @@ def _merge_shards(out: str, videos: list[tuple[str, str]], world: int, progress:
 def extract_features(videos: Sequence[str], out: str, *, c3d: str | None | bool = None,
                      c3d_mean: str | None = None, vgg: Mapping[str, str | None] | None = None,
                      layers: Sequence[str] = ("fc6", "fc8"), flip: bool = True, labels: str | None = None,
-                     classes: str | None = None, multilabel: bool = False, split: str = "test",
-                     allow_random_weights: bool = False, weights_seed: int = 0, device: str | None = None,
-                     precision: str = "auto", clip_batch: int | None = None, workers: int | None = None,
+                     classes: str | Sequence[str] | None = None, multilabel: bool = False,
+                     split: str = "test", allow_random_weights: bool = False, weights_seed: int = 0,
+                     device: str | None = None, precision: str = "auto", clip_batch: int | None = None,
+                     workers: int | None = None,
                      queue_size: int = 8, buffer_mb: float | None = None, shard: tuple[int, int] = (0, 1),
-                     progress: bool = False, warn: Callable[[str], None] | None = None) -> Extraction:
+                     local_rank: int | None = None, progress: bool = False,
+                     warn: Callable[[str], None] | None = None) -> Extraction:
     """Extract the features of ``videos`` (files, or folders searched for video files) into ``out``.
 
     Networks: ``c3d`` a .caffemodel (None: random weights; False: no C3D), ``c3d_mean`` its mean cube
@@ -147,8 +154,10 @@ def extract_features(videos: Sequence[str], out: str, *, c3d: str | None | bool 
     Running: ``device`` (None: cuda where available), ``precision`` (`reproduce.precision`),
     ``clip_batch`` 16-frame clips per network call (cpu 4, cuda 32), ``workers`` decoding threads (cpu 1,
     cuda up to 8), ``queue_size`` chunks each keeps ready, ``buffer_mb`` decoded frames held ahead (cpu 0,
-    cuda 2048). ``warn`` hears the warnings (random weights, the missing mean cube, waiting ranks)."""
-    warn = warn or (lambda text: None)
+    cuda 2048). ``shard`` (rank, world) and ``local_rank`` (the rank on this machine: a bare cuda
+    device becomes cuda:<local_rank>) place one of several processes. ``warn`` hears the warnings
+    (random weights, the missing mean cube, waiting ranks; default: `warnings.warn`)."""
+    warn = warn or _warn
     rank, world = shard
     found = list_videos(list(videos))
     ids = [vid for vid, _ in found]
@@ -156,7 +165,7 @@ def extract_features(videos: Sequence[str], out: str, *, c3d: str | None | bool 
     targets, splits = None, {}
     if labels:
         class_names, targets, splits = read_labels(labels, ids, class_names, multilabel)
-    device = video_device(device)
+    device = video_device(device, local_rank if world > 1 else None)
     cuda = device.startswith("cuda")
     batch_size = clip_batch or (32 if cuda else 4)
     workers = workers if workers is not None else (min(8, os.cpu_count() or 1) if cuda else 1)
@@ -198,7 +207,7 @@ def extract_features(videos: Sequence[str], out: str, *, c3d: str | None | bool 
         write_json(path + ".done", {"videos": [vid for vid, _ in mine], "failed": failed})
         if rank == 0:
             added, all_failed = _merge_shards(out, found, world, progress, warn)
-    return Extraction(path, list(summary.written), list(summary.partial),
+    return Extraction(out if added is not None else path, list(summary.written), list(summary.partial),
                       len(mine) - len(summary.written) - len(failed), failed, summary.frames, summary.seconds,
                       extractor.describe_precision() if summary.written else None, list(nets.random), rank,
                       world, added, all_failed)

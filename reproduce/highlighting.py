@@ -54,6 +54,10 @@ from reproduce.networks import extractor_for, find_file, load_networks, recorded
 from reproduce.report import ThumbnailStore, jpeg_thumbnail, model_label, report_frames, write_report
 
 
+def _warn(text: str) -> None:
+    warnings.warn(text, UserWarning, stacklevel=3)
+
+
 class LoadedModel(NamedTuple):
     """A checkpoint ready to read windows: its path, model (eval mode), meta and what it reads."""
 
@@ -244,7 +248,8 @@ def highlight_video(video: str, checkpoints: Sequence[str], *, c3d: str | None =
                     weights_seed: int = 0, stride: int | None = None, settings: Settings = DEFAULT_SETTINGS,
                     device: str | None = None,
                     precision: str = "auto", clip_batch: int | None = None, scratch_dir: str | None = None,
-                    progress: bool = False, warn: Callable[[str], None] | None = None) -> VideoHighlights:
+                    writable: Sequence[str] = (), progress: bool = False,
+                    warn: Callable[[str], None] | None = None) -> VideoHighlights:
     """Classify ``video`` with the checkpoint(s) (several: an ensemble) and find the frames that drove it.
 
     ``c3d``, ``c3d_mean``, ``vgg`` ({family: .caffemodel}): weight files of the feature networks (looked
@@ -252,14 +257,16 @@ def highlight_video(video: str, checkpoints: Sequence[str], *, c3d: str | None =
     starts, a multiple of 16 (None: the window length). ``settings``: top classes and moments.
     ``precision`` of the feature networks (`reproduce.precision`; auto: bfloat16/float16 where native and
     within 1% of float32). ``clip_batch``: 16-frame clips per network call (default cpu 4, cuda 32).
-    ``scratch_dir``: where the thumbnails wait (default: the system's temporary folder). ``warn`` hears
-    the warnings (random weights, decoder problems, weight files other than the recorded ones)."""
+    ``scratch_dir``: where the thumbnails wait (default: the system's temporary folder). ``writable``:
+    folders checked (created) once the inputs are, before the long work: where the results will go.
+    ``warn`` hears the warnings (random weights, decoder problems, weight files other than the recorded
+    ones; default: `warnings.warn`)."""
     settings_ok = settings.top >= 1 and settings.moments >= 0 and settings.merge_gap_cells >= 0
     if not settings_ok or not settings.threshold > 0:
         raise ReproduceError("--top must be ≥ 1, --moments and --merge-gap ≥ 0, --threshold > 0")
     if not os.path.isfile(video):
         raise ReproduceError(f"{video}: no such file")
-    warn = warn or (lambda text: None)
+    warn = warn or _warn
     device = video_device(device)
     info = probe(video)                                          # not a video / no frame: VideoError
     loaded = load_models(checkpoints, device)
@@ -267,6 +274,8 @@ def highlight_video(video: str, checkpoints: Sequence[str], *, c3d: str | None =
     check_window(frames, stride)
     if info.frames and info.frames < 0.9 * frames:               # clearly short by the header's count
         raise short_video_error(info.frames, frames)             # (estimates too): before any work
+    for folder in writable:
+        check_writable(folder)
     ex = _video_extractor(loaded, c3d=c3d, c3d_mean=c3d_mean, vgg=vgg, weights_dirs=weights_dirs,
                           allow_random_weights=allow_random_weights, weights_seed=weights_seed, device=device,
                           precision=precision, warn=warn)

@@ -59,6 +59,10 @@ def load_networks(c3d: str | None | bool, vgg: Mapping[str, str | None], seed: i
 
     ``c3d``: a .caffemodel path, None for random weights, False for no C3D. ``vgg``: {family: path or
     None}. Random weights are seeded ``seed`` (C3D) and ``seed + 1 + k`` (the k-th family)."""
+    unknown = sorted(set(vgg) - set(VGG_FAMILIES))
+    if unknown:
+        raise ReproduceError(f"no VGG-19 family {', '.join(unknown)}: the families are "
+                             f"{', '.join(VGG_FAMILIES)}")
     random = []
     net = None
     if c3d is not False:
@@ -143,9 +147,12 @@ def find_file(network: str, given: str | None, recorded: set[RecordedFile], fold
     return None
 
 
-def video_device(device: str | None) -> str:
-    """``device``, or cuda where available, else cpu; ReproduceError for CUDA on a machine without it."""
+def video_device(device: str | None, local_rank: int | None = None) -> str:
+    """``device``, or cuda where available, else cpu; a bare ``cuda`` becomes ``cuda:<local_rank>`` for
+    one of several processes on a machine. ReproduceError for CUDA on a machine without it."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and local_rank is not None:
+        device = f"cuda:{local_rank}"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ReproduceError(f"--device {device}: this machine (or this torch build) has no CUDA; use "
                              "--device cpu")

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from alstm_core.storage import parse_source
 from reproduce.atomic import write_bytes
 from reproduce.highlights import Highlights
 from reproduce.moments import extreme_frames, strip_columns
@@ -45,9 +46,10 @@ def model_label(input_source: str, attended_source: str | None) -> str:
 
 
 def _network_name(source: str) -> str:
-    network, _, layer = source.rpartition("_")
-    name = "C3D" if network == "c3d" else "VGG_" + network.removeprefix("vgg_")
-    return f"{name} ({layer})"
+    parsed = parse_source(source)
+    if parsed is None:                                     # not an extractor's source: its own name
+        return source
+    return f"{'C3D' if parsed.family is None else 'VGG_' + parsed.family} ({parsed.layer})"
 
 
 def family_label(attended_source: str | None) -> str:

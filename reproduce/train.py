@@ -61,6 +61,7 @@ from reproduce.distributed import (
 )
 from reproduce.errors import ReproduceError
 from reproduce.evaluate import score_videos
+from reproduce.legacy_data import readable_data
 from reproduce.metrics import classification_report
 from reproduce.optim import build_optimizer, learning_rate, set_learning_rate
 from reproduce.precision import autocast
@@ -205,10 +206,14 @@ def train(config: TrainConfig, out_dir: str, *, resume: bool = False, device: st
     process of a torchrun job, see `reproduce.distributed`) the run is data-parallel; its device is
     ``dist.device`` and ``device`` is ignored (None: cuda where available, else cpu). ``notice``
     receives one-line remarks for the user (the main process's): e.g. that the file has no flipped
-    features and the run goes on without them."""
+    features and the run goes on without them, or that ``config.data`` is a legacy Fuel file, converted
+    once beside it (`reproduce.legacy_data`) and read instead."""
     config.validate()
+    if checkpoint_every < 1 or log_every < 1:
+        raise ReproduceError("--checkpoint-every and --log-every must be at least 1")
     dist = dist or single_process(device)
-    config = config.replace(precision=resolve_precision(config.precision, dist.device))
+    config = config.replace(precision=resolve_precision(config.precision, dist.device),
+                            data=dist.from_main(lambda: readable_data(config.data, notice)))
     saved = dist.from_main(lambda: _read_saved(config, out_dir, resume))   # every rank gets rank 0's
     if saved is not None:
         config = TrainConfig.from_dict(saved["config"]).replace(

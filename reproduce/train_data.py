@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from alstm_core.storage import TARGETS
 from reproduce.config import TrainConfig
 from reproduce.distributed import per_rank_batch_size
 from reproduce.errors import ReproduceError
@@ -44,7 +45,7 @@ def open_train_data(config: TrainConfig, rank: int = 0, world_size: int = 1) -> 
     batch_size = per_rank_batch_size(config.batch_size, world_size)
     with open_dataset(config.data) as ds:
         require_labels(ds)
-        features = [s for s in ds.sources if s != "targets"]
+        features = [s for s in ds.sources if s != TARGETS]
         read = [config.input_source] + ([config.attended_source] if config.attention else [])
         for source in read:
             if source not in ds.sources:
@@ -94,7 +95,7 @@ def open_train_data(config: TrainConfig, rank: int = 0, world_size: int = 1) -> 
 def check_labels(ds, split: str, videos: list[str], path: str) -> None:
     num_classes = ds.num_classes
     for video in videos:
-        target = ds.read("targets", video)
+        target = ds.read(TARGETS, video)
         if target is None:
             raise ReproduceError(f"video {video!r} of the {split!r} split of {path} has no label; label it "
                                  "or move it out of the split")

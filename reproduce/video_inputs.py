@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -51,9 +52,11 @@ def list_videos(inputs: list[str]) -> list[tuple[str, str]]:
     return videos
 
 
-def read_classes(spec: str) -> list[str]:
-    """Class names from ``spec``: a file with one per line, else a comma-separated list."""
-    if os.path.isfile(spec):
+def read_classes(spec: str | Sequence[str]) -> list[str]:
+    """Class names from ``spec``: a list of names, a file with one per line, or a comma-separated list."""
+    if not isinstance(spec, str):
+        names = [str(name).strip() for name in spec]
+    elif os.path.isfile(spec):
         with open(spec, encoding="utf-8") as f:
             names = [line.strip() for line in f if line.strip()]
     else:

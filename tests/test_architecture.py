@@ -1,8 +1,12 @@
 """The packages' shape, read from the source with ``ast``: who may import whom, no import cycles,
-environment variables read only at the command-line edge, and thin commands.
+environment variables read only at the command-line edge, thin commands, and the storage convention
+stated once.
 
 Every import counts, wherever it stands (module level, inside a function, under ``TYPE_CHECKING``): a
-deferred import is still a dependency.
+deferred import is still a dependency. A script's import of a sibling script (``from figure2 import``)
+is an edge too. Dynamic imports (``importlib``, ``__import__``) are allowed only where a name table
+drives them (the command line, the package's lazy API), and there every module named in a string
+counts as imported.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ ALLOWED = {
     "benchmarks": set(PACKAGES),
 }
 COMMAND_LINES = 150
+DYNAMIC_IMPORTS = ("reproduce/cli.py", "reproduce/__init__.py")
 
 
 def module_name(path: Path) -> str:
@@ -35,11 +40,21 @@ def module_name(path: Path) -> str:
 
 def imported(path: Path) -> set[str]:
     """Every module name ``path`` imports: ``a.b`` for ``import a.b``, and for ``from a import b`` both
-    ``a`` and ``a.b`` (b may be a submodule)."""
+    ``a`` and ``a.b`` (b may be a submodule); a script's sibling ``x`` as ``<folder>.x``; in the files of
+    DYNAMIC_IMPORTS, every string naming a module."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     name = module_name(path)
     package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     found: set[str] = set()
+    if path.parts[-2] in SCRIPTS:
+        siblings = {p.stem for p in path.parent.glob("*.py")}
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            found.update(f"{path.parts[-2]}.{n}" for n in names if n in siblings)
+    if str(path.relative_to(ROOT)) in DYNAMIC_IMPORTS:
+        found.update(node.value for node in ast.walk(tree)
+                     if isinstance(node, ast.Constant) and isinstance(node.value, str))
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
@@ -150,15 +165,87 @@ def test_commands_are_short():
     assert not long, f"commands over {COMMAND_LINES} lines: {long}"
 
 
+ENVIRONMENT = ("environ", "environb", "getenv", "getenvb", "putenv", "unsetenv")
+
+
+def environment_reads(tree: ast.AST) -> list[int]:
+    """Lines that touch the environment: ``os.environ``/``getenv``/… (``os`` under any alias), or those
+    names imported from ``os``."""
+    aliases = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+               for a in node.names if a.name == "os"}
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ENVIRONMENT and isinstance(node.value, ast.Name) \
+                and node.value.id in aliases:
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os" \
+                and any(a.name in ENVIRONMENT for a in node.names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_the_environment_check_sees_every_spelling():
+    for text in ("import os\nos.environ['A']", "import os as o\no.getenv('A')", "from os import environ",
+                 "import os\nos.putenv('A', 'b')"):
+        assert environment_reads(ast.parse(text)), text
+    assert environment_reads(ast.parse("import os\nos.path.join('a')")) == []
+
+
 def test_environment_read_only_in_cli():
+    wrong = [f"{path.relative_to(ROOT)}:{line}" for path in sources(PACKAGES + SCRIPTS)
+             if path != ROOT / "reproduce" / "cli.py"
+             for line in environment_reads(ast.parse(path.read_text(encoding="utf-8")))]
+    assert not wrong, wrong
+
+
+def test_dynamic_imports_only_where_a_name_table_drives_them():
     wrong = []
     for path in sources(PACKAGES + SCRIPTS):
-        if path == ROOT / "reproduce" / "cli.py":
+        if str(path.relative_to(ROOT)) in DYNAMIC_IMPORTS:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb") \
-                    and isinstance(node.value, ast.Name) and node.value.id == "os":
+            called = node.func if isinstance(node, ast.Call) else None
+            if (isinstance(called, ast.Name) and called.id == "__import__") or (
+                    isinstance(called, ast.Attribute) and called.attr == "import_module"):
                 wrong.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not wrong, wrong
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    return {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)}
+
+
+def restatements(tree: ast.AST) -> list[tuple[int, str]]:
+    """Where code spells the storage convention itself: the flip suffix or a flipped source's name, the
+    labels' source name, or the list of splits or of layers (docstrings aside)."""
+    from alstm_core.storage import FLIP_SUFFIX, LAYERS, SPLITS, TARGETS, parse_source
+
+    docs, found = _docstrings(tree), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            parsed = parse_source(node.value)
+            if node.value in (FLIP_SUFFIX, TARGETS) or (parsed is not None and parsed.flip):
+                found.append((node.lineno, node.value))
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            values = tuple(e.value for e in node.elts if isinstance(e, ast.Constant))
+            if values in (SPLITS, LAYERS):
+                found.append((node.lineno, str(values)))
+    return found
+
+
+def test_the_restatement_finder_finds_them():
+    text = 'x = "c3d_fc6_flip"\ny = ["train", "valid", "test"]\nz = d["targets"]\nw = ("fc6", "fc7", "fc8")'
+    assert sorted(line for line, _ in restatements(ast.parse(text))) == [1, 2, 3, 4]
+    assert restatements(ast.parse('"""targets"""\nx = "c3d_fc6"')) == []
+
+
+def test_the_storage_convention_is_stated_once():
+    wrong = [f"{path.relative_to(ROOT)}:{line} {what}" for path in sources(PACKAGES + ("experiments",))
+             if path != ROOT / "alstm_core" / "storage.py"
+             for line, what in restatements(ast.parse(path.read_text(encoding="utf-8")))]
     assert not wrong, wrong
 
 

@@ -206,9 +206,14 @@ def test_bad_input_is_one_line_and_exit_2(files, tmp_path, capsys):
                    "no weight file for c3d, vgg_obj")
     (tmp_path / "file").write_text("")
     one_line_error(capsys, [root / "video.mp4", "--checkpoint", ckpt, "--out", tmp_path / "file" / "r",
-                            *common], "cannot write the report to")
+                            *common], "cannot write files to")
     one_line_error(capsys, [root / "video.mp4", "--checkpoint", ckpt, "--out", tmp_path / "a", "--stride", 20,
                             *common], "--stride 20: give a multiple of 16")
+    one_line_error(capsys, [root / "video.mp4", "--checkpoint", ckpt, "--out", tmp_path / "a", "--vgg", "act",
+                            *common], "--vgg act: write FAMILY=WEIGHTS")
+    other = tiny_checkpoint(tmp_path / "other.pt", attended_source="vgg_mine_fc8")
+    one_line_error(capsys, [root / "video.mp4", "--checkpoint", other, "--out", tmp_path / "a", *common],
+                   "no VGG-19 family mine: the families are obj, sce, act")
     assert not (tmp_path / "a" / "highlights.json").exists()
 
 
@@ -295,9 +300,10 @@ def test_the_python_api_writes_what_the_command_writes(files, tmp_path):
     cli_out, api_out = tmp_path / "cli", tmp_path / "api"
     assert highlight(root / "video.mp4", "--checkpoint", root / "run", "--out", cli_out, "--stride", 32,
                      "--threshold", 1.02, "--clip", cli_out / "clip.mp4") == 0
-    h = highlight_video(str(root / "video.mp4"), [str(root / "run")], stride=32,
-                        settings=Settings(threshold=1.02), device="cpu", precision="float32",
-                        allow_random_weights=True)
+    with pytest.warns(UserWarning, match="c3d, vgg_obj run on RANDOM weights"):   # said, without `warn`
+        h = highlight_video(str(root / "video.mp4"), [str(root / "run")], stride=32,
+                            settings=Settings(threshold=1.02), device="cpu", precision="float32",
+                            allow_random_weights=True)
     assert isinstance(h, VideoHighlights) and h.moments and h.top_classes[0].score >= h.top_classes[-1].score
     api_out.mkdir()
     h.write_json(str(api_out / "highlights.json"))

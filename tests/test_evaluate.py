@@ -154,6 +154,20 @@ def test_ensemble_of_two_checkpoints_averages_their_scores(trained):
             (alone.accuracy, alone.mAP, alone.mAP_interpolated)
 
 
+def test_a_run_folder_stands_for_its_best_checkpoint_and_the_scores_are_written(trained, tmp_path):
+    import os
+
+    data, (obj, _) = trained
+    by_folder = evaluate_checkpoints(data, [os.path.dirname(obj)], crops=2, seed=1, device="cpu")
+    by_file = evaluate_checkpoints(data, [obj], crops=2, seed=1, device="cpu")
+    assert by_folder.checkpoints == (obj,) and by_folder.to_json() == by_file.to_json()
+    by_folder.write_scores(str(tmp_path / "scores.npz"))
+    with np.load(tmp_path / "scores.npz") as saved:
+        assert saved["video_ids"].tolist() == list(by_file.video_scores.video_ids)
+        np.testing.assert_array_equal(saved["scores"], by_file.video_scores.scores)
+        np.testing.assert_array_equal(saved["positives"], by_file.video_scores.positives)
+
+
 def test_baseline_on_a_file(tmp_path):
     data = write_synth(tmp_path / "fc8.h5", num_videos=16)  # c3d_fc8 has 4 columns = 4 classes
     report = evaluate_baseline(data, "c3d_fc8", crops=2, frames=48, steps=3)

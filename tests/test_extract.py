@@ -525,3 +525,28 @@ def test_writer_protocol_is_the_project_writer(tmp_path, clip_videos):
         assert set(ds.feature_sources) == {"c3d_fc8", "c3d_fc8_flip"}
         assert_features_close(ds.read("c3d_fc8_flip", "h264"), expected["c3d_fc8_flip"])
         np.testing.assert_array_equal(ds.frame_index("c3d_fc8_flip", "h264"), [0, 16])
+
+
+def test_the_device_of_one_of_several_processes(monkeypatch):
+    """A bare (or absent) cuda device becomes cuda:<local rank>; an explicit one is kept."""
+    from reproduce.networks import video_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert video_device(None, 1) == "cuda:1" and video_device("cuda", 3) == "cuda:3"
+    assert video_device("cuda:0", 3) == "cuda:0" and video_device("cpu", 3) == "cpu"
+    assert video_device(None) == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert video_device(None, 1) == "cpu"
+
+
+def test_an_unknown_vgg_family_is_one_line(tmp_path, capsys, clip_videos):
+    from reproduce.errors import ReproduceError
+    from reproduce.extraction import extract_features
+
+    folder, _ = clip_videos
+    with pytest.raises(ReproduceError, match="no VGG-19 family objects: the families are obj, sce, act"):
+        extract_features([str(folder / "odd.mkv")], str(tmp_path / "x.h5"), vgg={"objects": None},
+                         allow_random_weights=True)
+    assert run_cli(folder / "odd.mkv", "--out", tmp_path / "x.h5", "--vgg", "objects",
+                   "--allow-random-weights") == 2
+    assert "unknown family 'objects'" in capsys.readouterr().err

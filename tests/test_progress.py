@@ -44,6 +44,13 @@ def test_wrapping_an_iterable_yields_everything_and_ends_with_a_line():
     out = io.StringIO()
     assert list(progress_bar(range(4), desc="merge", unit="video", file=out)) == [0, 1, 2, 3]
     assert out.getvalue() == "merge: 4/4 video (100%), 0 s\n"
+    left = io.StringIO()
+    with progress_bar(total=2_000_000, desc="rows", file=left, leave=False) as bar:
+        bar.update(1_500_000)
+    assert left.getvalue() == ""                              # leave=False: no closing line
+    big = io.StringIO()
+    LineProgress(total=2_000_000, desc="rows", file=big, interval=0).update(1_500_000)
+    assert big.getvalue().startswith("rows: 1500000/2000000 it (75%)")
     message = io.StringIO()
     progress_message("warning: x", file=message)
     assert message.getvalue() == "warning: x\n"

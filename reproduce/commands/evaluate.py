@@ -24,13 +24,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from reproduce.atomic import write_atomically, write_json
 from reproduce.commands.common import chosen_device
 from reproduce.errors import ReproduceError
 from reproduce.precision import PRECISIONS
@@ -64,14 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _checkpoint_path(path: str) -> str:
-    return os.path.join(path, "best.pt") if os.path.isdir(path) else path
-
-
 def run(args: argparse.Namespace) -> int:
     from reproduce.distributed import setup
     from reproduce.evaluate import evaluate_baseline, evaluate_checkpoints
-    from reproduce.legacy_data import readable_data
 
     if bool(args.checkpoint) == bool(args.baseline):
         raise ReproduceError("give either --checkpoint (one or more) or --baseline SOURCE")
@@ -79,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
         raise ReproduceError("--crops must be at least 1")
     device = "cpu" if args.baseline else chosen_device(args)
     notice = lambda text: print(f"alstm evaluate: note: {text}", file=sys.stderr)  # noqa: E731
-    args.data = readable_data(args.data, notice)                # a legacy Fuel file: converted once
     options = dict(split=args.split, crops=args.crops, seed=args.seed, flip=args.flip,
                    progress=not args.quiet, notice=notice)
     with setup(getattr(args, "torchrun", None), device) as dist:   # one process, or a torchrun job
@@ -87,17 +77,14 @@ def run(args: argparse.Namespace) -> int:
             result = evaluate_baseline(args.data, args.baseline, frames=args.frames, steps=args.steps,
                                        dist=dist, **options)
         else:
-            result = evaluate_checkpoints(args.data, [_checkpoint_path(p) for p in args.checkpoint],
-                                          precision=args.precision, dist=dist, **options)
+            result = evaluate_checkpoints(args.data, args.checkpoint, precision=args.precision, dist=dist,
+                                          **options)
         if not dist.is_main:
             return 0                                # rank 0 writes and prints the merged report
     if args.json:
-        write_json(args.json, result.to_json())
+        result.write_json(args.json)
     if args.scores:
-        scores = result.video_scores
-        write_atomically(args.scores, lambda f: np.savez(
-            f, video_ids=np.array(scores.video_ids), scores=scores.scores, positives=scores.positives),
-            binary=True)
+        result.write_scores(args.scores)
     _print(result, args.crops)
     return 0
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from alstm_core.storage import VGG_FAMILIES
+from alstm_core.storage import LAYERS, SPLITS, VGG_FAMILIES
 from reproduce.commands.common import add_network_arguments, chosen_device
 from reproduce.errors import ReproduceError
 from reproduce.extraction import extract_features
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help=f"VGG-19 families ({', '.join(VGG_FAMILIES)}) and their .caffemodel; obj is "
                       "always included unless --no-vgg-obj")
     nets.add_argument("--no-vgg-obj", action="store_true", help="no vgg_obj sources")
-    nets.add_argument("--layers", nargs="+", default=["fc6", "fc8"], choices=["fc6", "fc7", "fc8"],
+    nets.add_argument("--layers", nargs="+", default=["fc6", "fc8"], choices=LAYERS,
                       help="layers read from every network (default fc6 fc8)")
     nets.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                       help="also extract the features of horizontally flipped frames, <source>_flip "
@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="class names, comma-separated or a file with one per line (default: the labels')")
     data.add_argument("--multilabel", action="store_true",
                       help="a video may have several labels (repeated rows or 'a;b'); targets are multi-hot")
-    data.add_argument("--split", default="test", choices=["train", "valid", "test"],
+    data.add_argument("--split", default="test", choices=SPLITS,
                       help="split of the new videos the labels CSV gives no split (default test; `alstm "
                       "dataset build` assigns the dataset's own)")
     run_ = parser.add_argument_group("running")
@@ -113,17 +113,16 @@ def parse_shard(shard: str | None, launched: dict | None) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     launched = getattr(args, "torchrun", None) or {}
     rank, world = parse_shard(args.shard, launched)
-    device = chosen_device(args)
-    if device == "cuda" and world > 1 and "LOCAL_RANK" in launched:
-        device = f"cuda:{launched['LOCAL_RANK']}"
     vgg = parse_families(["obj"] if not args.no_vgg_obj else []) | parse_families(args.vgg)
     run_ = extract_features(
         args.videos, args.out, c3d=False if args.no_c3d else args.c3d, c3d_mean=args.c3d_mean, vgg=vgg,
         layers=args.layers, flip=args.flip, labels=args.labels, classes=args.classes,
         multilabel=args.multilabel, split=args.split, allow_random_weights=args.allow_random_weights,
-        weights_seed=args.weights_seed, device=device, precision=args.precision, clip_batch=args.clip_batch,
-        workers=args.workers, queue_size=args.queue_size, buffer_mb=args.buffer_mb, shard=(rank, world),
-        progress=not args.quiet, warn=lambda text: print(f"alstm extract: warning: {text}", file=sys.stderr))
+        weights_seed=args.weights_seed, device=chosen_device(args), precision=args.precision,
+        clip_batch=args.clip_batch, workers=args.workers, queue_size=args.queue_size,
+        buffer_mb=args.buffer_mb, shard=(rank, world),
+        local_rank=int(launched["LOCAL_RANK"]) if "LOCAL_RANK" in launched else None, progress=not args.quiet,
+        warn=lambda text: print(f"alstm extract: warning: {text}", file=sys.stderr))
     where = f" (rank {rank} of {world})" if world > 1 else ""
     print(f"extracted {len(run_.written)} videos ({len(run_.partial)} partial), skipped {run_.skipped} "
           f"already present, {len(run_.failed)} failed{where}; {run_.frames} frames in {run_.seconds:.1f} s "

@@ -37,7 +37,8 @@ import sys
 
 from alstm_core.storage import VGG_FAMILIES
 from reproduce.commands.common import add_network_arguments, chosen_device
-from reproduce.highlighting import check_writable, highlight_video
+from reproduce.errors import ReproduceError
+from reproduce.highlighting import highlight_video
 from reproduce.highlights import Settings
 from reproduce.networks import parse_families
 
@@ -77,16 +78,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     warn = lambda text: print(f"alstm highlight: warning: {text}", file=sys.stderr)  # noqa: E731
-    check_writable(args.out, "the report")
-    if args.clip:
-        check_writable(os.path.dirname(os.path.abspath(args.clip)), "the clip")
+    vgg = parse_families(args.vgg)
+    if None in vgg.values():
+        raise ReproduceError(f"--vgg {' '.join(args.vgg)}: write FAMILY=WEIGHTS (a family without a file "
+                             "uses the weights recorded with the checkpoint)")
+    writable = [args.out] + ([os.path.dirname(os.path.abspath(args.clip))] if args.clip else [])
     h = highlight_video(
-        args.video, args.checkpoint, c3d=args.c3d, c3d_mean=args.c3d_mean, vgg=parse_families(args.vgg),
+        args.video, args.checkpoint, c3d=args.c3d, c3d_mean=args.c3d_mean, vgg=vgg,
         weights_dirs=args.weights_dir, allow_random_weights=args.allow_random_weights,
         weights_seed=args.weights_seed, stride=args.stride,
         settings=Settings(args.threshold, args.moments, args.merge_gap, args.top), device=chosen_device(args),
-        precision=args.precision, clip_batch=args.clip_batch, scratch_dir=args.out, progress=not args.quiet,
-        warn=warn)
+        precision=args.precision, clip_batch=args.clip_batch, scratch_dir=args.out, writable=writable,
+        progress=not args.quiet, warn=warn)
     h.write_json(os.path.join(args.out, "highlights.json"))
     h.write_report(args.out)
     for item in h.top_classes:

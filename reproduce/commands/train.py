@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 
 from reproduce.commands.common import chosen_device
-from reproduce.config import LOSSES, OPTIMIZERS, VARIANTS, TrainConfig, activitynet, hollywood2_finetune
-from reproduce.errors import ReproduceError
+from reproduce.config import LOSSES, OPTIMIZERS, VARIANTS, TrainConfig, run_config
 from reproduce.precision import PRECISIONS
 
 # Short names the design's command line uses, beside the 1:1 field flags.
@@ -93,17 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The run's TrainConfig: the preset (or, with --resume, the run's config.json), then the given flags."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
-    saved = os.path.join(args.out, "config.json")
-    if args.resume and os.path.exists(saved):
-        return TrainConfig.read_json(saved).replace(**given)
-    if "data" not in given:
-        raise ReproduceError("--data is required (the feature file to train on)")
-    if args.preset == "hollywood2":
-        base = hollywood2_finetune(given["data"], given.get("input_source", "c3d_fc6"),
-                                   given.get("attended_source"), given.get("init_from"))
-    else:
-        base = activitynet(given["data"], given.get("input_source", "c3d_fc6"))
-    return base.replace(**given)
+    return run_config(given, args.out, resume=args.resume, preset=args.preset)
 
 
 def _note(text: str) -> None:
@@ -112,13 +100,9 @@ def _note(text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reproduce.distributed import setup
-    from reproduce.legacy_data import readable_data
     from reproduce.train import train
 
     config = config_from_args(args)
-    config = config.replace(data=readable_data(config.data, _note))   # a legacy Fuel file: converted once
-    if args.checkpoint_every < 1 or args.log_every < 1:
-        raise ReproduceError("--checkpoint-every and --log-every must be at least 1")
     with setup(getattr(args, "torchrun", None), chosen_device(args)) as dist:   # one process or torchrun
         result = train(config, args.out, resume=args.resume, checkpoint_every=args.checkpoint_every,
                        log_every=args.log_every, progress=not args.quiet, dist=dist,
