@@ -416,17 +416,23 @@ def source_info(source: str) -> dict[str, object]:
     return dict(network=f"synthetic {family}", layer=layer, chunk_length=length, stride=stride)
 
 
-def write_synthetic(path, config: SynthConfig, progress=None) -> int:
+def write_synthetic(path, config: SynthConfig, progress=None, overwrite: bool = False) -> int:
     """Generate the benchmark into ``path`` (our layout) video by video; returns the videos written.
 
     An existing file made with the same configuration is completed (the videos it holds are kept, so an
-    interrupted run resumes); one made otherwise is an error. ``progress(n)`` is called after each video.
+    interrupted run resumes); one made otherwise is an error, unless ``overwrite`` (which starts anew).
+    ``progress(n)`` is called after each video.
     """
     import json
     import os
 
     from .opening import open_dataset
     from .writer import FeatureWriter
+
+    if overwrite:
+        for stale in (os.fspath(path), f"{os.fspath(path)}.tmp"):
+            if os.path.exists(stale):
+                os.remove(stale)
 
     attrs = config.attributes()
     attrs["synth_config"] = json.dumps(dataclasses.asdict(config), sort_keys=True)

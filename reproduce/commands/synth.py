@@ -62,13 +62,9 @@ def run(args: argparse.Namespace) -> int:
     if args.paper_dims:
         options.update(PAPER_DIMS)
     config = SynthConfig(**options)
-    if args.force:
-        for path in (args.out, f"{args.out}.tmp"):
-            if os.path.exists(path):
-                os.remove(path)
     started = time.perf_counter()
     with progress_bar(total=config.num_videos, desc="alstm synth", unit="video") as bar:
-        written = write_synthetic(args.out, config, progress=bar.update)
+        written = write_synthetic(args.out, config, progress=bar.update, overwrite=args.force)
     seconds = time.perf_counter() - started
     size = os.path.getsize(args.out) / 2**20
     kept = config.num_videos - written
