@@ -14,6 +14,8 @@ Weights: --c3d conv3d_deepnetA_sport1m_iter_1900000 (with --c3d-mean sport1m_tra
 weight file a network runs on random weights; that is refused unless --allow-random-weights, and the file
 records which weights made every source.
 
+In Python: reproduce.extract_features(VIDEOS, OUT, ...) → Extraction (the same options, by name).
+
 A video that cannot be decoded is reported and skipped; a damaged one keeps its readable part (reported).
 The exit code is 1 if any video failed, unless --keep-going.
 

@@ -16,6 +16,8 @@ REPORT_DIR receives:
                    (Fig. 2), a strip of frames whose brightness follows the attention (Fig. 3)
   timeline.png, figure2.png, figure3.png
 --clip OUT.mp4 also writes the highlighted moments, in time order, as a short video.
+In Python: reproduce.highlight_video(VIDEO, [CKPT]) → VideoHighlights (.write_json, .write_report,
+.write_clip).
 
 Weights: as `alstm extract` (--c3d, --c3d-mean, --vgg FAMILY=FILE). A network given no file (and C3D
 given no mean cube) uses the one recorded with the checkpoint's training features (in the feature file it
