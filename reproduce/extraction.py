@@ -30,7 +30,7 @@ from caffe_models.extract import extract_videos
 from fuel_datasets import FeatureWriter, open_dataset
 from fuel_datasets.merge import merge_feature_files
 from reproduce.atomic import write_json
-from reproduce.errors import ReproduceError
+from reproduce.errors import ReproduceError, python_warning
 from reproduce.networks import extractor_for, load_networks, video_device
 from reproduce.video_inputs import list_videos, read_classes, read_labels
 
@@ -62,10 +62,6 @@ class Extraction:
     @property
     def frames_per_second(self) -> float:
         return self.frames / max(self.seconds, 1e-9)
-
-
-def _warn(text: str) -> None:
-    warnings.warn(text, UserWarning, stacklevel=3)
 
 
 def shard_path(out: str, rank: int, world: int) -> str:
@@ -157,7 +153,7 @@ def extract_features(videos: Sequence[str], out: str, *, c3d: str | None | bool 
     cuda 2048). ``shard`` (rank, world) and ``local_rank`` (the rank on this machine: a bare cuda
     device becomes cuda:<local_rank>) place one of several processes. ``warn`` hears the warnings
     (random weights, the missing mean cube, waiting ranks; default: `warnings.warn`)."""
-    warn = warn or _warn
+    warn = warn or python_warning
     rank, world = shard
     found = list_videos(list(videos))
     ids = [vid for vid, _ in found]

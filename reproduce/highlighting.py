@@ -39,7 +39,7 @@ from caffe_models.errors import VideoError
 from caffe_models.video import decode_in_background, probe
 from reproduce.checkpoint import load_model
 from reproduce.clip import write_clip
-from reproduce.errors import ReproduceError
+from reproduce.errors import ReproduceError, python_warning
 from reproduce.highlight import (
     Reading,
     WindowAssembler,
@@ -52,10 +52,6 @@ from reproduce.highlight import (
 from reproduce.highlights import DEFAULT_SETTINGS, Highlights, ModelInfo, Settings, VideoInfo, summarize
 from reproduce.networks import extractor_for, find_file, load_networks, recorded_files, video_device
 from reproduce.report import ThumbnailStore, jpeg_thumbnail, model_label, report_frames, write_report
-
-
-def _warn(text: str) -> None:
-    warnings.warn(text, UserWarning, stacklevel=3)
 
 
 class LoadedModel(NamedTuple):
@@ -126,20 +122,19 @@ class _Extraction(NamedTuple):
 def _video_extractor(loaded: Sequence[LoadedModel], *, c3d, c3d_mean, vgg, weights_dirs,
                      allow_random_weights, weights_seed, device, precision, warn) -> _Extraction:
     """The networks the checkpoints read, with their weight files, as one extractor."""
-    sources = {s for m in loaded for s in (m.reading.input_source, m.reading.attended_source) if s}
+    names, files = {}, []           # source → its network and layer; (network, (weights, mean)) recorded
     for m in loaded:
         for source in filter(None, (m.reading.input_source, m.reading.attended_source)):
             try:
-                extracted_source(source)
+                names[source] = extracted_source(source)
             except ReproduceError as exc:
                 raise ReproduceError(f"{m.path}: {exc}") from None
-    names = {s: extracted_source(s) for s in sources}
+            files.append((names[source].network, recorded_files(m.meta, source)))
     folders = list(weights_dirs) + sorted({os.path.dirname(os.path.abspath(m.path)) for m in loaded})
     given = {"c3d": c3d} | {f"vgg_{family}": path for family, path in (vgg or {}).items()}
 
     def recorded(network: str, kind: int) -> set:
-        return {r for m in loaded for s, n in names.items() if n.network == network
-                for r in [recorded_files(m.meta, s)[kind]] if r}
+        return {pair[kind] for n, pair in files if n == network and pair[kind]}
 
     def weights(network: str) -> str | None:
         return find_file(network, given.get(network), recorded(network, 0), folders, warn)
@@ -266,7 +261,7 @@ def highlight_video(video: str, checkpoints: Sequence[str], *, c3d: str | None =
         raise ReproduceError("--top must be ≥ 1, --moments and --merge-gap ≥ 0, --threshold > 0")
     if not os.path.isfile(video):
         raise ReproduceError(f"{video}: no such file")
-    warn = warn or _warn
+    warn = warn or python_warning
     device = video_device(device)
     info = probe(video)                                          # not a video / no frame: VideoError
     loaded = load_models(checkpoints, device)

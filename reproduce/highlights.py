@@ -20,6 +20,7 @@ The report (``reproduce.report``) and the clip (``reproduce.clip``) read these v
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -85,9 +86,7 @@ class ModelInfo:
     variant: str
 
     def to_json(self) -> dict:
-        return {"checkpoint": self.checkpoint, "label": self.label, "input_source": self.input_source,
-                "attended_source": self.attended_source, "frames": self.frames, "steps": self.steps,
-                "attended_per_step": self.attended_per_step, "variant": self.variant}
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -180,11 +179,8 @@ class Moment:
     mean_density: float
 
     def to_json(self) -> dict:
-        return {"rank": self.rank, "start_frame": self.start_frame, "end_frame": self.end_frame,
-                "start_time": _r(self.start_time), "end_time": _r(self.end_time),
-                "peak_frame": self.peak_frame, "peak_time": _r(self.peak_time),
-                "peak_density": _r(self.peak_density),
-                "mean_density": _r(self.mean_density)}
+        """The fields in order, times and densities rounded."""
+        return {k: _r(v) if isinstance(v, float) else v for k, v in dataclasses.asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -198,8 +194,7 @@ class Settings:
     top: int = 5
 
     def to_json(self) -> dict:
-        return {"threshold": self.threshold, "moments": self.moments, "merge_gap_cells": self.merge_gap_cells,
-                "top": self.top}
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

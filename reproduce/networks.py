@@ -20,6 +20,7 @@ from alstm_core.storage import VGG_FAMILIES
 from caffe_models import C3D, VGG19, load_caffemodel, load_mean
 from caffe_models.caffemodel import file_sha256
 from caffe_models.extract import FeatureExtractor
+from reproduce.distributed import Launch, resolve_device
 from reproduce.errors import ReproduceError
 from reproduce.precision import network_autocast_dtype
 
@@ -148,12 +149,7 @@ def find_file(network: str, given: str | None, recorded: set[RecordedFile], fold
 
 
 def video_device(device: str | None, local_rank: int | None = None) -> str:
-    """``device``, or cuda where available, else cpu; a bare ``cuda`` becomes ``cuda:<local_rank>`` for
-    one of several processes on a machine. ReproduceError for CUDA on a machine without it."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and local_rank is not None:
-        device = f"cuda:{local_rank}"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ReproduceError(f"--device {device}: this machine (or this torch build) has no CUDA; use "
-                             "--device cpu")
-    return device
+    """``device``, or cuda where available, else cpu, as `reproduce.distributed.resolve_device` chooses
+    for training: a bare ``cuda`` is ``cuda:<local_rank>`` (0 for a single process); ReproduceError for
+    CUDA on a machine without it."""
+    return str(resolve_device(device, Launch(local_rank=local_rank or 0)))

@@ -528,13 +528,13 @@ def test_writer_protocol_is_the_project_writer(tmp_path, clip_videos):
 
 
 def test_the_device_of_one_of_several_processes(monkeypatch):
-    """A bare (or absent) cuda device becomes cuda:<local rank>; an explicit one is kept."""
+    """A bare (or absent) cuda device becomes cuda:<local rank> (0 alone); an explicit one is kept."""
     from reproduce.networks import video_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert video_device(None, 1) == "cuda:1" and video_device("cuda", 3) == "cuda:3"
     assert video_device("cuda:0", 3) == "cuda:0" and video_device("cpu", 3) == "cpu"
-    assert video_device(None) == "cuda"
+    assert video_device(None) == "cuda:0"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert video_device(None, 1) == "cpu"
 
