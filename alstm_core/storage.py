@@ -1,4 +1,4 @@
-"""The storage convention of feature files (SPEC §1, §8), defined once.
+"""The storage convention of feature files (docs/paper.md §1, §8), defined once.
 
 A video of L frames is stored as rows of *sources* named ``<network>_<layer>``:
 

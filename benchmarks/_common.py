@@ -23,7 +23,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 def cpu_model_name() -> str:
     """The CPU's marketing name from /proc/cpuinfo, or platform.processor() elsewhere."""
-    from reproduce.precision import cpu_model
+    from reproduce.runtime.precision import cpu_model
 
     return cpu_model()
 
@@ -161,8 +161,8 @@ def peak_rss() -> dict:
 
 
 def write_json(path: Path, payload: dict) -> None:
-    """Write ``payload`` as indented JSON, atomically (`reproduce.atomic`)."""
-    from reproduce.atomic import write_json as write
+    """Write ``payload`` as indented JSON, atomically (`alstm_core.atomic`)."""
+    from alstm_core.atomic import write_json as write
 
     write(path, payload, indent=2)
 

@@ -1,6 +1,6 @@
 """Speed of AttentionLSTM at the paper's configuration: one training step and one inference pass.
 
-Configuration (SPEC §1–3): B = 200 windows, N = T = 12, Dv = 4096 (C3D fc6), Da = 1000 (VGG fc8)
+Configuration (docs/paper.md §1–3): B = 200 windows, N = T = 12, Dv = 4096 (C3D fc6), Da = 1000 (VGG fc8)
 and 4096 (VGG fc6), H = M = 512, C = 203, float32, variant (a), dropout 0.5, on the CPU.
 A training step is forward + backward + an SGD-momentum update; the inference pass is an eval-mode
 forward without autograd.
@@ -43,7 +43,7 @@ of 12 steps leave much of a large GPU idle in the recurrent part).
 On the CPU the passes run in float32 and in bfloat16 autocast (weights, gradients and the update in
 float32, as `alstm train --precision bfloat16`), the bfloat16 rows against a bfloat16 square torch.mm
 and checked against float64 like the CUDA ones. Target on a CPU that multiplies bfloat16 natively
-(AVX512-BF16 or AMX, `reproduce.precision.native_bfloat16`): the bfloat16 training step at least
+(AVX512-BF16 or AMX, `reproduce.runtime.precision.native_bfloat16`): the bfloat16 training step at least
 ``TARGET_BF16_SPEEDUP`` times as fast as float32's, timed interleaved with it (inside the float32
 configuration, so that a busy machine slows both alike); n/a on other CPUs.
 
@@ -86,7 +86,7 @@ def forward_flops(B, N, T, Dv, Da, H, M, C) -> tuple[float, float]:
 
 
 def naive_forward(model: AttentionLSTM, inputs, attended, mask):
-    """The equations of SPEC §2 written step by step with the model's weights (variant (a), default
+    """The equations of docs/paper.md §2 written step by step with the model's weights (variant (a), default
     mode): per-step input MLP and projections, U_a a_i recomputed at every step, F.dropout."""
     p, training = model.input_dropout.p, model.training
     lstm, att = model.lstm, model.attention
@@ -280,7 +280,7 @@ def main(argv=None) -> int:
                 and "bfloat16" in precisions else None
             results.append(run_config(sizes, repeats, peak_operands, args.seed, device, precision, beside))
         del peak_operands
-    from reproduce.precision import native_bfloat16
+    from reproduce.runtime.precision import native_bfloat16
 
     native = native_bfloat16()
     # the ratio timed side by side, inside the float32 run (the bfloat16 run's own step is reported too)

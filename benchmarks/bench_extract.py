@@ -49,7 +49,7 @@ import _common  # noqa: E402
 
 from caffe_models import C3D, VGG19, RandomWeightsWarning  # noqa: E402
 from caffe_models.extract import CHUNK_LENGTH, FeatureExtractor, extract_videos  # noqa: E402
-from caffe_models.video import decode_in_background  # noqa: E402
+from caffe_models.prefetch import decode_in_background  # noqa: E402
 
 TARGET_PIPELINE_FRACTION = 0.9
 TARGET_BF16_SPEEDUP = 1.5     # CPU bfloat16 pipeline vs float32, where bfloat16 is native
@@ -218,7 +218,7 @@ def main(argv=None) -> int:
                 buffer = 2**31 if cuda else 0               # alstm extract's default --buffer-mb
                 rows.append(measure(video, device, precision, batch_size, repeats, workers, copies, buffer))
                 print(f"measured {device} {precision}", file=sys.stderr)
-    from reproduce.precision import native_bfloat16
+    from reproduce.runtime.precision import native_bfloat16
 
     native = native_bfloat16()
     base = {r["device"]: r for r in rows if r["precision"] == "float32"}

@@ -3,7 +3,7 @@
 - **bare step**: what ``bench_bricks.py`` times as a training step, with this project's loss and
   optimiser: forward with dropout (masks from a torch.Generator), the per-step cross-entropy, backward
   and the original momentum rule (``BlocksMomentum``), on one batch already in memory.
-- **training loop**: ``reproduce.train.train`` on a generated feature file (the `alstm synth` layout)
+- **training loop**: ``reproduce.training.loop.train`` on a generated feature file (the `alstm synth` layout)
   with the same sizes: every batch read from HDF5 by ``TrainWindows`` (random windows, flips; in the
   main process, or in ``--workers`` DataLoader workers), the same step, the learning-rate schedule, the
   finiteness check of the loss, a ``log.jsonl`` record at every update and the progress bar.
@@ -39,9 +39,9 @@ import _common  # noqa: E402
 
 from bricks import AttentionLSTM  # noqa: E402
 from fuel_datasets.synthetic import SynthConfig, write_synthetic  # noqa: E402
-from reproduce.config import TrainConfig  # noqa: E402
-from reproduce.optim import BlocksMomentum  # noqa: E402
-from reproduce.train import train, window_loss  # noqa: E402
+from reproduce.training.config import TrainConfig  # noqa: E402
+from reproduce.training.loop import train, window_loss  # noqa: E402
+from reproduce.training.optim import BlocksMomentum  # noqa: E402
 
 TARGET_FRACTION = 0.90
 

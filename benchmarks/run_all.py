@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
-from reproduce.atomic import write_text  # noqa: E402
+from alstm_core.atomic import write_text  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CUDA_BENCHMARKS = ("bricks", "extract", "train")  # the scripts that take --device cuda

@@ -1,4 +1,4 @@
-"""bricks: the attention-LSTM of Torabi & Sigal as PyTorch modules (SPEC §2, §9).
+"""bricks: the attention-LSTM of Torabi & Sigal as PyTorch modules (docs/paper.md §2, §9).
 
 ``AttentionLSTM`` (variants a and b, vanilla with ``attention=False``, the original framework's
 semantics with ``blocks_compat=True``), its parts ``SequenceContentAttention`` and ``LSTMCell``,

@@ -1,4 +1,5 @@
-"""AttentionLSTM: the attention-based LSTM decoder of Torabi & Sigal (SPEC §2), variants (a), (b), vanilla.
+"""AttentionLSTM: the attention-based LSTM decoder of Torabi & Sigal (docs/paper.md §2), variants (a), (b),
+vanilla.
 
 Data flow of variant (a), one window of N input steps and T attended frames::
 
@@ -39,7 +40,8 @@ drawn independently at each time step (``StepDropout``), training mode only. Sit
 - ``hidden_dropout``: h_t into the classifier, both modes.
 The context path h_{t-1} → attention → D k_t is part of the recurrence and is never dropped.
 
-``blocks_compat=True`` switches on the original framework's semantics (SPEC §9, BLOCKS_FUEL.md §1–2):
+``blocks_compat=True`` switches on the original framework's semantics (docs/paper.md §9, docs/framework.md
+§1–2):
 peepholes (the output gate reading the new cell), learned h_0/c_0, attention from both h_{t-1} and
 c_{t-1}, Blocks' masked softmax (an all-masked row gets zero weights instead of an error), and the
 dropout sites above. The gate biases sit in the input projection and the distribute projection has no

@@ -1,4 +1,4 @@
-"""Bahdanau content attention over the attended frames of one window (SPEC §2, Eq. 3–5).
+"""Bahdanau content attention over the attended frames of one window (docs/paper.md §2, Eq. 3–5).
 
 Follows the split of Blocks' ``SequenceContentAttention``: ``preprocess(attended)`` computes
 U_a a_i + b_a once per window, because it does not depend on the step; ``take_glimpses(...)`` runs at
@@ -64,7 +64,7 @@ class SequenceContentAttention(nn.Module):
     paper). With ``cell_dim`` set, the energies also read the LSTM cells c_{t-1} through their own
     bias-free projection ``transform_cells``: Blocks' ``AttentionRecurrent`` hands every transition
     state to the attention, so with an LSTM transition the original attends from both h and c
-    (BLOCKS_FUEL.md §2.1). ``blocks_compat`` selects Blocks' masked normalisation
+    (docs/framework.md §2.1). ``blocks_compat`` selects Blocks' masked normalisation
     (see :func:`masked_softmax`). The only bias is b_a, in ``preprocessor``; the state transforms and
     the energy vector w have none, as in Eq. 3 and in Blocks.
     """

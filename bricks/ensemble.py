@@ -1,4 +1,4 @@
-"""Ensembles of trained models (SPEC §2, Tables 2 and 5): the average of the members' window scores.
+"""Ensembles of trained models (docs/paper.md §2, Tables 2 and 5): the average of the members' window scores.
 
 Members may read different sources (e.g. aLSTM-VGG_act reads ``vgg_act_fc8`` frames, aLSTM-VGG_obj
 reads ``vgg_obj_fc8``), so each member gets its own ``(inputs, attended, attended_mask)``.

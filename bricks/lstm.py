@@ -1,4 +1,4 @@
-"""The LSTM cell of the decoder (SPEC §2, Eq. 7–12) and the dropout of its non-recurrent connections.
+"""The LSTM cell of the decoder (docs/paper.md §2, Eq. 7–12) and the dropout of its non-recurrent connections.
 
 Gate order everywhere is [in | forget | cell | out], Blocks' order and ``nn.LSTM``'s, so a (B, 4H)
 pre-activation slices as ``[:, 0:H]`` = i, ``[:, H:2H]`` = f, ``[:, 2H:3H]`` = g, ``[:, 3H:4H]`` = o.
@@ -10,7 +10,7 @@ projections into all four gates at once::
     h_{t-1} (B, H)  ──state_to_gates (U, no bias)──► (B, 4H)   inside the recurrence
 
 The gate biases b_i, b_f, b_c, b_o live in ``input_to_gates`` in both modes, which is also where Blocks
-puts them (its LSTM brick has no bias; BLOCKS_FUEL.md §1).
+puts them (its LSTM brick has no bias; docs/framework.md §1).
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class StepDropout(nn.Module):
     """Inverted dropout on a (B, N, D) sequence with a fresh mask at every time step.
 
     The mask has the tensor's full shape, so it differs between steps, batch rows and features
-    (Blocks' ``apply_dropout`` on a (T, B, D) variable does the same; BLOCKS_FUEL.md §3.2). Kept
+    (Blocks' ``apply_dropout`` on a (T, B, D) variable does the same; docs/framework.md §3.2). Kept
     values are scaled by 1/q, q = the mask's keep probability (1 − p, rounded as in
     :func:`bernoulli_keep_mask`), so the expectation is unchanged and evaluation needs no scaling.
     Active only in training mode. ``generator`` (passed to ``forward``) makes the masks reproducible.

@@ -19,6 +19,7 @@ from caffe_models.caffemodel import (
 from caffe_models.caffenet import RandomWeightsWarning, WeightsInfo
 from caffe_models.errors import CaffeModelError, VideoError
 from caffe_models.extract import ExtractSummary, FeatureExtractor, extract_videos
+from caffe_models.prefetch import decode_in_background
 from caffe_models.preprocess import (
     C3D_CROP_OFFSET,
     C3D_MEAN_BGR,
@@ -26,22 +27,14 @@ from caffe_models.preprocess import (
     preprocess_c3d,
     preprocess_vgg,
 )
+from caffe_models.sampling import FrameSampling, sample_frames
 from caffe_models.vgg import VGG19
-from caffe_models.video import (
-    FrameChunk,
-    FrameSampling,
-    VideoInfo,
-    VideoReader,
-    decode_in_background,
-    probe,
-    rotate_frame,
-    sample_frames,
-)
+from caffe_models.video import ContainerInfo, FrameChunk, VideoReader, probe, rotate_frame
 
 __all__ = [
     "C3D", "VGG19", "load_caffemodel", "load_mean", "parse_net", "parse_mean", "file_sha256", "CaffeNet",
     "CaffeLayer", "WeightsInfo", "RandomWeightsWarning", "CaffeModelError", "VideoError", "preprocess_c3d",
     "preprocess_vgg", "C3D_MEAN_BGR", "VGG_MEAN_BGR", "C3D_CROP_OFFSET",
-    "VideoReader", "VideoInfo", "FrameChunk", "FrameSampling", "sample_frames", "probe", "rotate_frame",
+    "VideoReader", "ContainerInfo", "FrameChunk", "FrameSampling", "sample_frames", "probe", "rotate_frame",
     "decode_in_background", "FeatureExtractor", "ExtractSummary", "extract_videos",
 ]

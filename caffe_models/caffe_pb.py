@@ -1,6 +1,6 @@
 """Caffe's messages on the wire: the field numbers of both schemas, and decoding of blobs and layers.
 
-Two schemas give the same messages different field numbers (FORMATS.md, "C3D Sports-1M"):
+Two schemas give the same messages different field numbers (docs/formats.md, "C3D Sports-1M"):
 
 - BlobProto. BVLC: num 1, channels 2, height 3, width 4, data 5, diff 6, shape 7 (BlobShape: dim 1),
   double_data 8, double_diff 9. C3D-v1.0: num 1, channels 2, length 3, height 4, width 5, data 6, diff 7.

@@ -7,12 +7,15 @@ file, or taken from the network being loaded when the file does not tell (no blo
 The wire reader (`protowire.py`) treats the file as untrusted; every failure is a `CaffeModelError` that
 names the file. Blob arrays are views of the file's buffer where possible (no copy of the weights).
 Loading into a network (``caffenet.CaffeSequential``: C3D, VGG19) is by Caffe layer name with shape
-checks, all or nothing, and leaves a ``caffenet.WeightsInfo`` on it (re-exported here).
+checks, all or nothing, and leaves a ``caffenet.WeightsInfo`` on it (re-exported here). A C3D stored by
+BVLC Caffe (R-C3D's) loads its convolutions and whichever fc layers it has (`copy_trained_layers`).
+Snapshots are written by `writer.py`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from types import MappingProxyType
 
@@ -20,12 +23,12 @@ import numpy as np
 import torch
 
 from caffe_models.caffe_pb import SCHEMAS, CaffeLayer, CaffeNet, decode_blob, decode_net, detect_schema
-from caffe_models.caffenet import CaffeSequential, WeightsInfo
+from caffe_models.caffenet import CaffeSequential, RandomWeightsWarning, WeightsInfo
 from caffe_models.errors import CaffeModelError
 from caffe_models.protowire import WireError
 
 __all__ = ["CaffeLayer", "CaffeNet", "WeightsInfo", "parse_net", "parse_mean", "load_mean", "load_caffemodel",
-           "match_layers", "file_sha256"]
+           "match_layers", "copy_trained_layers", "file_sha256"]
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -115,6 +118,17 @@ def _drop_leading_ones(shape) -> tuple[int, ...]:
     return shape
 
 
+def _blob_problems(name: str, shapes, wanted) -> list[str]:
+    """What keeps a file layer's blobs (`shapes`) from a network layer's (`wanted`): count, then shapes."""
+    if len(shapes) != len(wanted):
+        return [f"layer {name!r}: the file has {len(shapes)} blobs {shapes}, the network expects "
+                f"{len(wanted)} {wanted}"]
+    kinds = ("weight", "bias", "blob 2", "blob 3")[:len(shapes)]
+    return [f"layer {name!r}: {kind} shape {tuple(have)} in the file, {tuple(want)} in the network"
+            for kind, have, want in zip(kinds, shapes, wanted, strict=False)
+            if _drop_leading_ones(have) != _drop_leading_ones(want)]
+
+
 def match_layers(expected, net: CaffeNet, aliases=MappingProxyType({}), rename=None, *,
                  source: str = "the file", target: str = "the network") -> dict[str, tuple[np.ndarray, ...]]:
     """Map a file's weights onto a network's layers by name, checking every shape.
@@ -141,15 +155,8 @@ def match_layers(expected, net: CaffeNet, aliases=MappingProxyType({}), rename=N
         if name not in expected:
             problems.append(f"extra layer {layer.name!r} with blob shapes {shapes} (the network has no such "
                             "layer; pass rename={...} to map it)")
-        elif len(shapes) != len(expected[name]):
-            problems.append(f"layer {name!r}: the file has {len(shapes)} blobs {shapes}, the network expects "
-                            f"{len(expected[name])} {expected[name]}")
         else:
-            kinds = ("weight", "bias", "blob 2", "blob 3")[:len(shapes)]
-            mismatched = [f"layer {name!r}: {kind} shape {tuple(have)} in the file, {tuple(want)} in the "
-                          "network"
-                          for kind, have, want in zip(kinds, shapes, expected[name], strict=False)
-                          if _drop_leading_ones(have) != _drop_leading_ones(want)]
+            mismatched = _blob_problems(name, shapes, expected[name])
             problems += mismatched
             if not mismatched:
                 found[name] = layer.blobs
@@ -162,22 +169,88 @@ def match_layers(expected, net: CaffeNet, aliases=MappingProxyType({}), rename=N
     return found
 
 
+def copy_trained_layers(expected, net: CaffeNet, required, aliases=MappingProxyType({}), rename=None, *,
+                        source: str = "the file", target: str = "the network"
+                        ) -> tuple[dict[str, tuple[np.ndarray, ...]], list[str]]:
+    """Caffe's `Net::CopyTrainedLayersFrom`: ({network layer: blobs}, [file layers ignored]).
+
+    Layers are matched by name (after `rename` and `aliases`, as in `match_layers`); a file layer the
+    network lacks is ignored, a network layer the file lacks keeps its values, a matched layer whose
+    blobs differ is an error. Unlike Caffe, every layer of `required` must be in the file. All
+    problems are reported in one CaffeModelError line.
+    """
+    rename = rename or {}
+    if not any(layer.blobs for layer in net.layers):
+        raise CaffeModelError(f"{source} holds no layer with weights; is it a .caffemodel of the release?")
+    found: dict[str, tuple[np.ndarray, ...]] = {}
+    seen: set[str] = set()
+    ignored, problems = [], []
+    for layer in net.layers:
+        if not layer.blobs:
+            continue
+        renamed = rename.get(layer.name, layer.name)
+        name = aliases.get(renamed, renamed)
+        if name not in expected:
+            ignored.append(layer.name)
+        elif name in seen:
+            problems.append(f"layer {name!r} appears twice in the file")
+        else:
+            seen.add(name)
+            mismatched = _blob_problems(name, tuple(blob.shape for blob in layer.blobs), expected[name])
+            problems += mismatched
+            if not mismatched:
+                found[name] = layer.blobs
+    missing = [name for name in required if name not in seen]
+    if missing:
+        have = [layer.name for layer in net.layers if layer.blobs]
+        problems.insert(0, f"it lacks layer{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                           f"(its layers with weights: {', '.join(have)})")
+    if problems:
+        raise CaffeModelError(f"{source} does not match {target}: " + "; ".join(problems))
+    return found, ignored
+
+
 def load_caffemodel(net: CaffeSequential, path, *, rename=None, schema: str | None = None) -> WeightsInfo:
     """Load a .caffemodel into `net` (C3D or VGG19) by Caffe layer name, all or nothing.
 
     The schema is detected from the file, or taken from the network (C3D: "c3d") when the file does not
-    tell; `schema` forces it. Returns the WeightsInfo also stored as `net.weights`.
+    tell; `schema` forces it. Returns the WeightsInfo also stored as `net.weights`; its `layers` are the
+    layers loaded.
+
+    A file in the release's schema must match the network exactly (`match_layers`). A C3D in BVLC's
+    schema, such as R-C3D's `activitynet_iter_30000_3fps.caffemodel` (V2 `Convolution` layers with 5-D
+    `shape` blobs, conv1a … conv5b, fc6, then detection layers), is copied as Caffe copies trained
+    layers (`copy_trained_layers`): every convolution must be there, fc6/fc7/fc8 (or fc6-1/fc7-1/fc8-1)
+    load when present, other layers are ignored. A warning then says what was loaded, what was ignored,
+    and which layers keep random weights (a RandomWeightsWarning when some do).
     """
     buf, digest = _read_file(path)
     caffe = parse_net(buf, schema, default_schema=net.caffe_schema, source=str(path))
     params = net.caffe_parameters()
     expected = {name: tuple(tuple(p.shape) for p in group) for name, group in params.items()}
-    found = match_layers(expected, caffe, net.caffe_aliases, rename, source=str(path),
-                         target=type(net).__name__ + " as built")
+    target = type(net).__name__ + " as built"
+    ignored: list[str] = []
+    if net.caffe_schema == "c3d" and caffe.schema == "bvlc":  # a C3D trained with BVLC Caffe (R-C3D's)
+        convolutions = [name for name in expected if name.startswith("conv")]
+        found, ignored = copy_trained_layers(expected, caffe, convolutions, net.caffe_aliases, rename,
+                                             source=str(path), target=target)
+    else:
+        found = match_layers(expected, caffe, net.caffe_aliases, rename, source=str(path), target=target)
     with torch.no_grad():
         for name, blobs in found.items():
             for param, blob in zip(params[name], blobs, strict=True):
                 param.copy_(torch.from_numpy(blob.reshape(param.shape)))
     info = WeightsInfo(Path(path).name, digest, caffe.schema, tuple(found), str(Path(path).resolve()))
     net.weights = info
+    kept = [name for name in expected if name not in found]
+    if kept or ignored:
+        loaded = ", ".join(found)
+        message = f"{path}: loaded {loaded}"
+        if kept:
+            message += (f"; {', '.join(kept)} {'are' if len(kept) > 1 else 'is'} not in the file and keep "
+                        "their random initialisation: their features are not real")
+        if ignored:
+            message += (f"; file layers not in {type(net).__name__}, ignored as Caffe does: "
+                        f"{', '.join(ignored)}")
+        warnings.warn(message, RandomWeightsWarning if kept else UserWarning, stacklevel=2)
     return info

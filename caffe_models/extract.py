@@ -10,7 +10,7 @@ Data flow:
            └─ the same on horizontally flipped frames     →              <source>_flip
       ─▶ all rows of the video ─▶ writer.add_video(...)   (one commit per video)
 
-Storage convention (SPEC §1, ``alstm_core.storage``): C3D rows are the consecutive, non-overlapping
+Storage convention (docs/paper.md §1, ``alstm_core.storage``): C3D rows are the consecutive, non-overlapping
 16-frame clips (frame_index 0, 16, 32, …); attended rows are one frame every 8 (frame_index 0, 8, …)
 inside those clips, so windows with T = N and T = 2N both read from the same file. The flip is a
 horizontal flip of the decoded frames before any preprocessing (so the mean cube is subtracted
@@ -35,12 +35,14 @@ from alstm_core.progress import progress_bar, progress_message
 from alstm_core.storage import ATTENDED_STRIDE, CHUNK_FRAMES, LAYERS, source_name
 from caffe_models.c3d import C3D
 from caffe_models.errors import CaffeModelError
+from caffe_models.prefetch import decode_in_background
 from caffe_models.preprocess import C3D_MEAN_BGR, preprocess_c3d, preprocess_vgg
+from caffe_models.sampling import sample_frames
 from caffe_models.vgg import VGG19
-from caffe_models.video import FrameChunk, decode_in_background, sample_frames
+from caffe_models.video import FrameChunk
 
 # The storage convention (alstm_core.storage); ATTENDED_STRIDE, imported above, is exported from here too.
-CHUNK_LENGTH = CHUNK_FRAMES  # frames per C3D clip (SPEC §1: one LSTM step)
+CHUNK_LENGTH = CHUNK_FRAMES  # frames per C3D clip (docs/paper.md §1: one LSTM step)
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 AUTO_TOLERANCE = 1e-2  # "auto" keeps autocast if max |low − float32| ≤ this × max |float32|, per layer
 

@@ -1,6 +1,6 @@
 """Caffe's input preprocessing of the two releases, applied to batches of decoded RGB uint8 frames.
 
-C3D (C3D-v1.0 `video_data_layer.cpp`, `util/image_io.cpp`; FORMATS.md):
+C3D (C3D-v1.0 `video_data_layer.cpp`, `util/image_io.cpp`; docs/formats.md):
 1. OpenCV reads frames as BGR uint8; ours arrive as RGB and are reordered;
 2. each frame is resized to 171×128 (W×H) with `cv::resize` INTER_LINEAR, whose output stays uint8;
 3. the release's mean cube (3, 16, 128, 171) is subtracted element by element (scale 1);

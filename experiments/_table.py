@@ -23,8 +23,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(number: int, argv: list[str] | None = None) -> int:
     from reproduce.errors import ReproduceError
-    from reproduce.experiments import Runner, markdown, prepare_data, run_table, write_result
-    from reproduce.tables import TABLES, RunSettings
+    from reproduce.tables.rows import TABLES, RunSettings
+    from reproduce.tables.runner import Runner, markdown, prepare_data, run_table, write_result
 
     parser = argparse.ArgumentParser(
         prog=f"table{number}.py",

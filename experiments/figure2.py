@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from _table import add_run_arguments  # noqa: E402
 
+from alstm_core.atomic import write_json  # noqa: E402
 from alstm_core.storage import ATTENDED_STRIDE, CHUNK_FRAMES, TARGETS  # noqa: E402
-from reproduce.atomic import write_json  # noqa: E402
 from reproduce.errors import ReproduceError  # noqa: E402
 
 FAMILY_MODELS = ("alstm-obj-fc8", "alstm-sce-fc8", "alstm-act-fc8")   # Figures 2 and 3: the fc8 models
@@ -46,10 +46,10 @@ def parse_args(name: str, doc: str, argv: list[str] | None) -> argparse.Namespac
     return parser.parse_args(argv)
 
 
-def load_models(args):
+def load_highlight_models(args):
     """(data path, builtin?, [LoadedModel]) from --checkpoint or the tables' runner."""
-    from reproduce.experiments import Runner, prepare_data
-    from reproduce.tables import RunSettings
+    from reproduce.tables.rows import RunSettings
+    from reproduce.tables.runner import Runner, prepare_data
 
     settings = RunSettings.quick() if args.quick else (
         RunSettings.benchmark() if args.data == "synthetic" else RunSettings.paper())
@@ -60,7 +60,7 @@ def load_models(args):
         runner = Runner(files, settings, args.results, device=args.device, progress=not args.quiet,
                         seed=args.seed)
         paths = [runner.checkpoint("activitynet", key) for key in FAMILY_MODELS]
-    from reproduce.highlighting import load_models as load_checkpoints
+    from reproduce.highlighting.pipeline import load_highlight_models as load_checkpoints
 
     return files.path("activitynet"), files.builtin, load_checkpoints(paths, args.device or "cpu")
 
@@ -85,7 +85,7 @@ def choose_videos(ds, args) -> list[str]:
 
 
 def find_video(folder: str, video_id: str) -> str | None:
-    from reproduce.video_inputs import VIDEO_EXTENSIONS
+    from reproduce.extraction.inputs import VIDEO_EXTENSIONS
 
     for ext in VIDEO_EXTENSIONS:
         for name in (video_id + ext, video_id + ext.upper()):
@@ -144,11 +144,11 @@ def run_script(name: str, doc: str, body, argv: list[str] | None) -> int:
 
 def figure2(args) -> None:
     from fuel_datasets import open_dataset
-    from reproduce.experiments import BENCHMARK_NOTE
-    from reproduce.highlighting import highlight_features
-    from reproduce.report import figure2_selection, render_figure2
+    from reproduce.highlighting.figures import figure2_selection, render_figure2
+    from reproduce.highlighting.pipeline import highlight_features
+    from reproduce.tables.runner import BENCHMARK_NOTE
 
-    data, builtin, loaded = load_models(args)
+    data, builtin, loaded = load_highlight_models(args)
     out_dir = os.path.join(args.results, "figure2")
     os.makedirs(out_dir, exist_ok=True)
     entries, counts = [], {"high": [0, 0], "low": [0, 0]}

@@ -17,24 +17,24 @@ from figure2 import (
     choose_videos,
     find_video,
     labels,
-    load_models,
+    load_highlight_models,
     run_script,
     salient_truth,
     thumbnails,
 )
 
+from alstm_core.atomic import write_json
 from alstm_core.storage import ATTENDED_STRIDE
-from reproduce.atomic import write_json
 from reproduce.errors import ReproduceError
 
 
 def figure3(args) -> None:
     from fuel_datasets import open_dataset
-    from reproduce.experiments import BENCHMARK_NOTE
-    from reproduce.highlighting import highlight_features
-    from reproduce.report import figure3_selection, render_figure3
+    from reproduce.highlighting.figures import figure3_selection, render_figure3
+    from reproduce.highlighting.pipeline import highlight_features
+    from reproduce.tables.runner import BENCHMARK_NOTE
 
-    data, builtin, loaded = load_models(args)
+    data, builtin, loaded = load_highlight_models(args)
     out_dir = os.path.join(args.results, "figure3")
     os.makedirs(out_dir, exist_ok=True)
     entries = []

@@ -2,7 +2,7 @@
 accuracy gains most over the vanilla LSTM-C3D (fc6), with aLSTM-VGG_<family> (fc8).
 
 A class's accuracy is the fraction of its test videos whose top-scoring class is the right one (videos
-scored as in SPEC §4: random windows plus their flips, averaged). The models are those of the tables
+scored as in docs/paper.md §4: random windows plus their flips, averaged). The models are those of the tables
 (trained on first use under --results, reused afterwards). Writes RESULTS/figure5.json (every class's
 accuracies and gain per family) and RESULTS/figure5.png (one bar chart per family, gains in percentage
 points, each bar labelled vanilla → aLSTM).
@@ -72,11 +72,11 @@ def plot(result: dict, path: str) -> None:
 
 
 def figure5(args) -> dict:
+    from alstm_core.atomic import write_json
     from fuel_datasets import open_dataset
-    from reproduce.atomic import write_json
-    from reproduce.evaluate import evaluate_checkpoints
-    from reproduce.experiments import BENCHMARK_NOTE, Runner, prepare_data
-    from reproduce.tables import RunSettings
+    from reproduce.evaluation.evaluate import evaluate_checkpoints
+    from reproduce.tables.rows import RunSettings
+    from reproduce.tables.runner import BENCHMARK_NOTE, Runner, prepare_data
 
     settings = RunSettings.quick() if args.quick else (
         RunSettings.benchmark() if args.data == "synthetic" else RunSettings.paper())

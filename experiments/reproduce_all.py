@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main(argv: list[str] | None = None) -> int:
     from reproduce.errors import ReproduceError
-    from reproduce.experiments import (
+    from reproduce.tables.rows import TABLES, RunSettings
+    from reproduce.tables.runner import (
         Runner,
         findings,
         markdown,
@@ -26,7 +27,6 @@ def main(argv: list[str] | None = None) -> int:
         write_result,
         write_summary,
     )
-    from reproduce.tables import TABLES, RunSettings
 
     parser = argparse.ArgumentParser(prog="reproduce_all.py", description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="synthetic",

@@ -1,4 +1,4 @@
-"""Table 2 of the paper (see reproduce/tables.py for its rows); `--help` for options."""
+"""Table 2 of the paper (see reproduce/tables/rows.py for its rows); `--help` for options."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""Table 3 of the paper (see reproduce/tables.py for its rows); `--help` for options."""
+"""Table 3 of the paper (see reproduce/tables/rows.py for its rows); `--help` for options."""
 
 import sys
 

@@ -19,7 +19,8 @@ from fuel_datasets.info import DatasetInfo, describe
 from fuel_datasets.layout import FeatureDataset
 from fuel_datasets.legacy import Conversion, convert_legacy
 from fuel_datasets.opening import open_dataset
-from fuel_datasets.writer import FeatureWriter, Repair, repair
+from fuel_datasets.repair import Repair, repair
+from fuel_datasets.writer import FeatureWriter
 
 _STREAMS = ("Batch", "TestWindows", "TrainWindows", "WindowSpec", "keep_batch")
 

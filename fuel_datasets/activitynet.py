@@ -1,6 +1,6 @@
-"""The ActivityNet protocol (SPEC §5): trimmed samples and splits from the official annotation JSON.
+"""The ActivityNet protocol (docs/paper.md §5): trimmed samples and splits from the official annotation JSON.
 
-The file (FORMATS.md) is ``{"version", "taxonomy": [...], "database": {youtube_id: {"subset",
+The file (docs/formats.md) is ``{"version", "taxonomy": [...], "database": {youtube_id: {"subset",
 "duration", "annotations": [{"segment": [t0, t1], "label"}]}}}``. The protocol:
 
 - **Classes** come from the file, never from a list in the code: the leaves of ``taxonomy`` (nodes that
@@ -16,7 +16,7 @@ The file (FORMATS.md) is ``{"version", "taxonomy": [...], "database": {youtube_i
   (with or without the ``v_`` prefix) to the rate measured on the downloaded file, and videos it does
   not list use ``default_fps`` (30 by default; the paper notes most videos are about 29–30 fps).
 - **Short samples**: fewer than ``min_frames`` (F = 192) frames are dropped and counted in the
-  summary (about 10% of ActivityNet, SPEC §1).
+  summary (about 10% of ActivityNet, docs/paper.md §1).
 - **Splits**: the validation subset is the test split. The training subset is divided at random (seeded)
   into train and valid in the paper's proportion, 22,624 : 2,500 of 25,124, scaled to the samples
   present: ``n_valid = round(n · 2500 / 25124)``. ``keep_videos_together`` [choice, off as in the paper]

@@ -6,15 +6,15 @@
     annotations ───────────────┘   (Hollywood2), its rows cut from the video's rows, its label,
                                    its split ─▶ OUT (our layout, Fuel's split attribute)
 
-**ActivityNet** (SPEC §5, `fuel_datasets.activitynet`): a sample is the rows of every source whose first
-frame lies in the segment's frames ``[start_frame, start_frame + num_frames)``, computed at the video's
-own frame rate (measured by our extraction; else the annotation file's per-video ``fps`` when it has
-one; else the frames the rows cover over the annotated duration). A segment is clipped to the video:
-to the annotated duration and to the frames the features hold. The sample's frames are counted from
-the segment's first frame, so its row r starts at frame ``first + stride · r - start_frame``. The
-samples of a video are read from one read of its rows.
+**ActivityNet** (docs/paper.md §5, `fuel_datasets.activitynet`): a sample is the rows of every source whose
+first frame lies in the segment's frames ``[start_frame, start_frame + num_frames)``, computed at the video's
+own frame rate (measured by our extraction; else the annotation file's per-video ``fps`` when it has one; else
+the frames the rows cover over the annotated duration). A segment is clipped to the video: to the annotated
+duration and to the frames the features hold. The sample's frames are counted from the segment's first frame,
+so its row r starts at frame ``first + stride · r - start_frame``. The samples of a video are read from one
+read of its rows.
 
-**Hollywood2** (SPEC §5, `fuel_datasets.hollywood2`): a sample is a whole clip, every row, with its
+**Hollywood2** (docs/paper.md §5, `fuel_datasets.hollywood2`): a sample is a whole clip, every row, with its
 multi-hot targets; train and test from the ClipSets files, autotrain left out.
 
 Every source of every input becomes a source of OUT (their attributes are kept); a video that lacks one
@@ -29,27 +29,25 @@ Memory holds one video's rows at a time. The same inputs and seed give the same 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
 import os
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from alstm_core.locking import lock_file
 from alstm_core.progress import progress_bar
 from alstm_core.storage import SPLITS
 from fuel_datasets.activitynet import activitynet_protocol, class_list, load_activitynet_json
 from fuel_datasets.errors import DatasetError
 from fuel_datasets.feature_inputs import (
-    FeatureInput,
+    FeatureSet,
     SourceRows,
     VideoMeta,
-    open_feature_input,
+    cut_rows,
+    open_features,
     parse_feature_spec,
 )
 from fuel_datasets.hollywood2 import read_hollywood2
@@ -89,103 +87,6 @@ class BuildSummary:
         if self.resumed:
             text += f"; {self.resumed} samples were already written by an interrupted build"
         return text
-
-
-class FeatureSet:
-    """Several inputs seen as one: per video, the union of their sources. A video named ``key`` in the
-    annotations is ``key`` or ``v_<key>`` in the inputs (`candidate_ids`)."""
-
-    def __init__(self, inputs: Sequence[FeatureInput]):
-        self.inputs = list(inputs)
-        self.sources: dict[str, dict] = {}
-        for inp in self.inputs:
-            for source, info in inp.sources.items():
-                self.sources.setdefault(source, info)
-        self._where: dict[str, list[FeatureInput]] = {}         # stored id -> inputs holding it
-        for inp in self.inputs:
-            for vid in inp.video_ids:
-                self._where.setdefault(vid, []).append(inp)
-
-    def ids(self) -> list[str]:
-        """Every stored video id, sorted."""
-        return sorted(self._where)
-
-    def entries(self, key: str) -> list[tuple[FeatureInput, str]]:
-        """(input, stored id) of the video ``key``; a source given twice for it is an error."""
-        found: list[tuple[FeatureInput, str]] = []
-        for vid in candidate_ids(key):
-            for inp in self._where.get(vid, []):
-                for other, other_vid in found:
-                    common = sorted(set(other.sources) & set(inp.sources))
-                    if common:
-                        raise DatasetError(f"video '{key}' has the source '{common[0]}' in both "
-                                           f"{other.path} (as '{other_vid}') and {inp.path} (as '{vid}'); "
-                                           "give each source of a video once")
-                found.append((inp, vid))
-        return found
-
-    def lacking(self, key: str) -> list[str]:
-        """The sources the video does not have (all of them if it is unknown)."""
-        have = {s for inp, _ in self.entries(key) for s in inp.sources}
-        return sorted(set(self.sources) - have)
-
-    def meta(self, key: str) -> VideoMeta:
-        """Row counts of every source; the measured frame count and fps where an input has them."""
-        rows, frames, covered, fps = {}, None, 0, math.nan
-        for inp, vid in self.entries(key):
-            meta = inp.meta(vid)
-            rows.update(meta.rows)
-            if meta.num_frames is not None and frames is None:
-                frames = meta.num_frames
-            covered = max(covered, meta.covered_frames)
-            if math.isnan(fps) and meta.fps > 0:
-                fps = meta.fps
-        return VideoMeta(rows, frames, covered, fps)
-
-    def read(self, key: str) -> dict[str, SourceRows]:
-        out: dict[str, SourceRows] = {}
-        for inp, vid in self.entries(key):
-            out.update(inp.read(vid))
-        return out
-
-    def close(self) -> None:
-        for inp in self.inputs:
-            inp.close()
-
-
-def candidate_ids(key: str) -> tuple[str, ...]:
-    """The ids under which inputs may hold the annotated video ``key``: as it is, or with the ``v_`` of
-    the official crawler's file names (``v_<youtube id>.mp4``) and of the C3D release's groups."""
-    return (key, f"v_{key}")
-
-
-def open_features(specs: Sequence[str], strides: dict[str, int] | int | None = None) -> FeatureSet:
-    """Open every ``[NAME=]PATH`` of ``specs`` (see `open_feature_input`); ``strides``: frames per row of
-    folders of arrays, one number for all, or {source name or folder path: frames}."""
-    if not specs:
-        raise DatasetError("give at least one --features FILE_OR_FOLDER")
-    opened: list[FeatureInput] = []
-    try:
-        for spec in specs:
-            if isinstance(strides, dict):
-                name, path = parse_feature_spec(spec)
-                stride = strides.get(name) or strides.get(path) or strides.get(Path(path).name)
-            else:
-                stride = strides
-            opened.append(open_feature_input(spec, stride))
-        return FeatureSet(opened)
-    except BaseException:
-        for inp in opened:
-            inp.close()
-        raise
-
-
-def cut_rows(rows: SourceRows, start_frame: int, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """The rows whose first frame lies in ``[start_frame, start_frame + num_frames)``: ((R', D) rows,
-    (R',) int64 frame index counted from ``start_frame``)."""
-    index = rows.frame_index()                                   # (R,) absolute first frames
-    keep = (index >= start_frame) & (index < start_frame + num_frames)
-    return rows.rows[keep], index[keep] - start_frame
 
 
 @dataclass(frozen=True)
@@ -345,31 +246,13 @@ def _write(out, feature_set: FeatureSet, samples: list[_Sample], class_names: li
         raise DatasetError(f"--out {out} is a folder; give the path of the file to write (e.g. "
                            f"{out / 'activitynet.h5'})")
     part = out.with_name(out.name + PART_SUFFIX)
-    with _build_lock(out):
+    with lock_file(out.with_name(out.name + ".lock"),
+                   DatasetError(f"another build is writing {out}; wait for it to finish")):
         if part.exists() and _part_identity(part) != identity:
             part.unlink()                 # another build's leftovers: start again
         resumed = _write_part(part, feature_set, samples, class_names, multilabel, identity, attrs, progress)
         os.replace(part, out)
     return resumed
-
-
-@contextmanager
-def _build_lock(out: Path):
-    """One build per output at a time: an exclusive lock on ``OUT.lock`` for the whole build."""
-    lock = out.with_name(out.name + ".lock")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DatasetError(f"another build is writing {out}; wait for it to finish") from None
-        try:
-            yield
-        finally:
-            lock.unlink(missing_ok=True)            # still ours: removed whether the build ended or failed
-    finally:
-        os.close(fd)
 
 
 def _write_part(part: Path, feature_set: FeatureSet, samples: list[_Sample], class_names: list[str],

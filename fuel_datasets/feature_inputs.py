@@ -1,12 +1,12 @@
 """Per-video features from other places than our own layout's samples: what `alstm dataset build` reads.
 
-Three kinds of input, each opened by :func:`open_feature_input` and read one video at a time (memory
+Three kinds of input, each opened by `open_feature_input` and read one video at a time (memory
 stays bounded by the largest video, whatever the input's size):
 
 - **Our feature files** (``alstm extract``, ``alstm synth``, ``dataset convert``): every source of the
   file, with its frame grid, the video's measured fps and frame count. Several files (families
   extracted separately, shards of one extraction) combine.
-- **The ActivityNet challenge's C3D release** (``sub_activitynet_v1-3.c3d.hdf5``, FORMATS.md): one group
+- **The ActivityNet challenge's C3D release** (``sub_activitynet_v1-3.c3d.hdf5``, docs/formats.md): one group
   ``v_<youtube id>`` per video holding ``c3d_features`` (n, 500), C3D fc7 reduced to 500 dimensions by
   PCA, one row per 16-frame clip every 8 frames. It becomes one source (``c3d_fc7pca`` unless named)
   whose row r starts at frame 8·r: the attended stride of our layout, so it serves as attended data
@@ -21,7 +21,7 @@ Where the frame rate is not recorded (the release, arrays), `fuel_datasets.build
 input that measured it (our extraction of the same video), else from the annotation file when it has
 one per video, else from the frames above and the annotated duration.
 
-Video ids: an annotated video ``ID`` is found under ``ID`` or ``v_ID`` (`fuel_datasets.build.candidate_ids`):
+Video ids: an annotated video ``ID`` is found under ``ID`` or ``v_ID`` (`candidate_ids`):
 the official crawler names files ``v_<youtube id>.mp4`` and the C3D release names its groups so, while
 the annotation file's keys have no prefix.
 """
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,3 +228,103 @@ def _open_arrays(path: str, name: str | None, stride: int | None) -> FeatureInpu
     source = name or folder.name
     info = {"network": "external", "chunk_length": stride, "stride": stride, "origin": folder.name}
     return FeatureInput(str(folder), "arrays", {source: info}, list(files), None, files)
+
+
+class FeatureSet:
+    """Several inputs seen as one: per video, the union of their sources. A video named ``key`` in the
+    annotations is ``key`` or ``v_<key>`` in the inputs (`candidate_ids`)."""
+
+    def __init__(self, inputs: Sequence[FeatureInput]):
+        self.inputs = list(inputs)
+        self.sources: dict[str, dict] = {}
+        for inp in self.inputs:
+            for source, info in inp.sources.items():
+                self.sources.setdefault(source, info)
+        self._where: dict[str, list[FeatureInput]] = {}         # stored id -> inputs holding it
+        for inp in self.inputs:
+            for vid in inp.video_ids:
+                self._where.setdefault(vid, []).append(inp)
+
+    def ids(self) -> list[str]:
+        """Every stored video id, sorted."""
+        return sorted(self._where)
+
+    def entries(self, key: str) -> list[tuple[FeatureInput, str]]:
+        """(input, stored id) of the video ``key``; a source given twice for it is an error."""
+        found: list[tuple[FeatureInput, str]] = []
+        for vid in candidate_ids(key):
+            for inp in self._where.get(vid, []):
+                for other, other_vid in found:
+                    common = sorted(set(other.sources) & set(inp.sources))
+                    if common:
+                        raise DatasetError(f"video '{key}' has the source '{common[0]}' in both "
+                                           f"{other.path} (as '{other_vid}') and {inp.path} (as '{vid}'); "
+                                           "give each source of a video once")
+                found.append((inp, vid))
+        return found
+
+    def lacking(self, key: str) -> list[str]:
+        """The sources the video does not have (all of them if it is unknown)."""
+        have = {s for inp, _ in self.entries(key) for s in inp.sources}
+        return sorted(set(self.sources) - have)
+
+    def meta(self, key: str) -> VideoMeta:
+        """Row counts of every source; the measured frame count and fps where an input has them."""
+        rows, frames, covered, fps = {}, None, 0, math.nan
+        for inp, vid in self.entries(key):
+            meta = inp.meta(vid)
+            rows.update(meta.rows)
+            if meta.num_frames is not None and frames is None:
+                frames = meta.num_frames
+            covered = max(covered, meta.covered_frames)
+            if math.isnan(fps) and meta.fps > 0:
+                fps = meta.fps
+        return VideoMeta(rows, frames, covered, fps)
+
+    def read(self, key: str) -> dict[str, SourceRows]:
+        out: dict[str, SourceRows] = {}
+        for inp, vid in self.entries(key):
+            out.update(inp.read(vid))
+        return out
+
+    def close(self) -> None:
+        for inp in self.inputs:
+            inp.close()
+
+
+
+def candidate_ids(key: str) -> tuple[str, ...]:
+    """The ids under which inputs may hold the annotated video ``key``: as it is, or with the ``v_`` of
+    the official crawler's file names (``v_<youtube id>.mp4``) and of the C3D release's groups."""
+    return (key, f"v_{key}")
+
+
+
+def open_features(specs: Sequence[str], strides: dict[str, int] | int | None = None) -> FeatureSet:
+    """Open every ``[NAME=]PATH`` of ``specs`` (see `open_feature_input`); ``strides``: frames per row of
+    folders of arrays, one number for all, or {source name or folder path: frames}."""
+    if not specs:
+        raise DatasetError("give at least one --features FILE_OR_FOLDER")
+    opened: list[FeatureInput] = []
+    try:
+        for spec in specs:
+            if isinstance(strides, dict):
+                name, path = parse_feature_spec(spec)
+                stride = strides.get(name) or strides.get(path) or strides.get(Path(path).name)
+            else:
+                stride = strides
+            opened.append(open_feature_input(spec, stride))
+        return FeatureSet(opened)
+    except BaseException:
+        for inp in opened:
+            inp.close()
+        raise
+
+
+
+def cut_rows(rows: SourceRows, start_frame: int, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows whose first frame lies in ``[start_frame, start_frame + num_frames)``: ((R', D) rows,
+    (R',) int64 frame index counted from ``start_frame``)."""
+    index = rows.frame_index()                                   # (R,) absolute first frames
+    keep = (index >= start_frame) & (index < start_frame + num_frames)
+    return rows.rows[keep], index[keep] - start_frame

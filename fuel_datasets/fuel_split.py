@@ -1,6 +1,6 @@
 """Fuel's ``split`` attribute: the structured array by which an HDF5 file declares its splits.
 
-Fuel's ``H5PYDataset`` (fuel/datasets/hdf5.py, BLOCKS_FUEL.md §4.1) reads a file's splits from one root
+Fuel's ``H5PYDataset`` (fuel/datasets/hdf5.py, docs/framework.md §4.1) reads a file's splits from one root
 attribute, ``split``: a 1-D packed compound array with one row per (split, source) pair, fields
 
     split (S), source (S), start (<i8), stop (<i8), indices (object reference), available (bool),

@@ -1,7 +1,7 @@
-"""The Hollywood2 (HOHA2) protocol (SPEC §5): multi-hot targets from the ``ClipSets`` folder.
+"""The Hollywood2 (HOHA2) protocol (docs/paper.md §5): multi-hot targets from the ``ClipSets`` folder.
 
 ``ClipSets/<Action>_{train,test}.txt`` hold one line per clip of the subset, ``<clip>`` then whitespace
-then ``1`` (the clip shows the action) or ``-1`` (FORMATS.md). The protocol:
+then ``1`` (the clip shows the action) or ``-1`` (docs/formats.md). The protocol:
 
 - **Classes** are the actions that have files, sorted by name (the release's 12: AnswerPhone ... StandUp).
   Every action needs both its ``_train`` and ``_test`` file.

@@ -13,7 +13,7 @@ after those of the previous one, so a window of a video is a contiguous (or stri
         alstm_layout             "alstm-features";  alstm_layout_version = 1
         class_names              (C,) UTF-8 strings
         multilabel               bool
-        split                    Fuel's split array (BLOCKS_FUEL.md §4.1): one row per split
+        split                    Fuel's split array (docs/framework.md §4.1): one row per split
                                  (train, valid, test) and per-video source below, each row's
                                  `indices` referencing /splits/<split>; written once, never rewritten
         h5py_interface_version   b"0.3", as fuel-convert writes it
@@ -32,7 +32,7 @@ after those of the previous one, so a window of a video is a contiguous (or stri
     /rows/<source>           (V', 4) int64 per video: first row, row count, first frame, frame stride
 
 Rows of a video are evenly spaced in frames (``frame_index = first + stride * arange(count)``; the
-writer checks it), so a window's rows follow from /rows alone. Storage convention (SPEC §1,
+writer checks it), so a window's rows follow from /rows alone. Storage convention (docs/paper.md §1,
 ``alstm_core.storage``): C3D sources hold one row per 16-frame chunk (frames 0, 16, 32, ...), attended
 sources one row every 8 frames (0, 8, 16, ...); T = N reads every other attended row (the first frame of
 each 16-frame chunk), T = 2N all of them, from the same file. ``<source>_flip`` has the rows of
@@ -127,6 +127,14 @@ def open_h5(path: str | os.PathLike, *, rdcc_nbytes: int = 0) -> h5py.File:
 
 def is_feature_layout(h5file: h5py.File) -> bool:
     return h5file.attrs.get("alstm_layout") in (LAYOUT_NAME, LAYOUT_NAME.encode())
+
+
+def file_format(h5file: h5py.File) -> str | None:
+    """"alstm" for this project's layout, "fuel" for a legacy Fuel ``H5PYDataset`` (a ``split``
+    attribute), None for another HDF5 file. The one rule every reader of either format follows."""
+    if is_feature_layout(h5file):
+        return "alstm"
+    return "fuel" if "split" in h5file.attrs else None
 
 
 def text_list(values) -> list[str]:

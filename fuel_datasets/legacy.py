@@ -1,6 +1,6 @@
 """Legacy Fuel ``H5PYDataset`` files: a reader with our dataset interface, and conversion to our layout.
 
-A Fuel file (BLOCKS_FUEL.md §4.1) keeps each source in a root dataset whose axis 0 is the example, and
+A Fuel file (docs/framework.md §4.1) keeps each source in a root dataset whose axis 0 is the example, and
 declares its splits in the ``split`` attribute. Sources are either fixed-size ((E,), (E, D) or
 (E, T, D, ...): every example has the same shape) or variable-length: an (E,) ``vlen`` dataset of
 flattened examples with the dimension scales ``shapes`` ((E, ndim) int) and ``shape_labels`` attached

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from fuel_datasets.errors import DatasetError
-from fuel_datasets.layout import FeatureDataset, is_feature_layout, open_h5
+from fuel_datasets.layout import FeatureDataset, file_format, open_h5
 from fuel_datasets.legacy import LegacyFuelDataset
 
 
@@ -21,9 +21,10 @@ def open_dataset(path: str | os.PathLike, **legacy_options) -> FeatureDataset | 
     """
     h5file = open_h5(path)
     try:
-        if is_feature_layout(h5file):
+        kind = file_format(h5file)
+        if kind == "alstm":
             return FeatureDataset(path, h5file=h5file)
-        if "split" in h5file.attrs:
+        if kind == "fuel":
             return LegacyFuelDataset(path, h5file=h5file, **legacy_options)
     except BaseException:
         h5file.close()

@@ -1,4 +1,4 @@
-"""Streams of fixed-length windows for training and testing (SPEC §1, §3, §4).
+"""Streams of fixed-length windows for training and testing (docs/paper.md §1, §3, §4).
 
 A window is F = 192 frames starting at a C3D chunk boundary (the frame of an input row). It holds
     inputs    the N consecutive input rows (one per F/N = 16-frame chunk): (N, Dv)

@@ -7,18 +7,17 @@ flushed before ``/committed`` is raised, and the next writer clears what a kille
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import gc
 import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
 
 import h5py
 import numpy as np
 
+from alstm_core.disk import is_disk_full
+from alstm_core.locking import try_lock
 from alstm_core.storage import SPLITS, TARGETS
 from fuel_datasets.errors import DatasetError
 from fuel_datasets.fuel_split import split_array
@@ -29,29 +28,15 @@ from fuel_datasets.layout import (
     LIBVER,
     RESERVED_ATTRS,
     ROW_COLUMNS,
-    VIDEO_SOURCES,
     is_feature_layout,
     text_list,
 )
+from fuel_datasets.recovery import needs_trim, trim
+from fuel_datasets.space import METADATA_MARGIN, DiskFullError, chunk_rows_for, require_room, video_bytes
 from fuel_datasets.superblock import clear_write_flags, write_flags
 from fuel_datasets.video_check import attr_to_hdf5, check_video, same_attr
 
 _PER_VIDEO_CHUNK = 1024
-_MAX_CHUNK_ROWS = 1024
-_METADATA_MARGIN = 1 << 20     # HDF5's metadata and the per-video tables' chunks, with room to spare
-
-
-def _no_space(exc: BaseException) -> bool:
-    """Whether a failed write failed for want of space (a full disk, or a quota reached)."""
-    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
-        text in str(exc) for text in ("No space left", "Disk quota exceeded"))
-
-
-class DiskFullError(DatasetError):
-    """The disk cannot take the next video; what was committed before stays readable. ``abandoned_hdf5``:
-    HDF5 failed a write and still holds the file (its clean-up at exit would fail; see `reproduce.cli`)."""
-
-    abandoned_hdf5 = False
 
 
 class FeatureWriter:
@@ -80,7 +65,7 @@ class FeatureWriter:
             self._live_path, self._renamed = self.path, True
             self._lock()
             try:
-                self._free_bytes_at_least(_METADATA_MARGIN, "opening it for appending")
+                self._free_bytes_at_least(METADATA_MARGIN, "opening it for appending")
                 self._open_existing(class_names, multilabel, attrs or {})
             except BaseException as exc:
                 self._fail(exc)
@@ -91,7 +76,7 @@ class FeatureWriter:
             self._live_path, self._renamed = self.path.with_name(self.path.name + ".tmp"), False
             self._lock()
             try:
-                self._free_bytes_at_least(_METADATA_MARGIN, "creating it")
+                self._free_bytes_at_least(METADATA_MARGIN, "creating it")
                 self._create(list(class_names or []), bool(multilabel), attrs or {})
             except BaseException as exc:
                 self._fail(exc)
@@ -101,12 +86,8 @@ class FeatureWriter:
     # -- opening -------------------------------------------------------------------------------
     def _lock(self) -> None:
         """Exclusive flock for this writer's lifetime; HDF5 drops its own lock in SWMR mode."""
-        self._live_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._live_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = try_lock(self._live_path)
+        if fd is None:
             raise DatasetError(f"{self._live_path} is being written by another process; wait for it to "
                                "finish (one writer per file)") from None
         self._lock_fd = fd
@@ -155,12 +136,12 @@ class FeatureWriter:
         try:
             with self._open_h5("r") as f:
                 self._check_existing(f, class_names, multilabel)
-                changes = self._needs_trim(f) or not all(same_attr(f.attrs, k, v) for k, v in attrs.items())
+                changes = needs_trim(f) or not all(same_attr(f.attrs, k, v) for k, v in attrs.items())
             if changes:                                  # outside SWMR mode, then into it
                 self._file = self._open_h5("r+")
                 self._set_attrs(attrs)
-                self.recovered |= self._needs_trim(self._file)
-                self._trim()
+                self.recovered |= needs_trim(self._file)
+                trim(self._file)
                 self._file.flush()
                 self._file.swmr_mode = True
             else:                                        # straight into SWMR mode: no unsafe window
@@ -192,52 +173,9 @@ class FeatureWriter:
             raise DatasetError(f"{self.path} has multilabel={bool(f.attrs['multilabel'])}; the writer was "
                                f"given multilabel={bool(multilabel)}")
 
-    @staticmethod
-    def _needs_trim(f: h5py.File) -> bool:
-        """Whether an interrupted append left anything past the last committed video."""
-        V = int(f["committed"][0])
-        if any(f[name].shape[0] != V for name in VIDEO_SOURCES):
-            return True
-        if V == 0 and len(f["features"]):
-            return True
-        for source in f["features"]:
-            table = f["rows"][source]
-            end = int(table[V - 1, 0] + table[V - 1, 1]) if V and table.shape[0] >= V else -1
-            lengths = {f["features"][source].shape[0], f["frame_index"][source].shape[0]}
-            if table.shape[0] != V or lengths != {end}:
-                return True
-        return any((f["splits"][split][()] >= V).any() for split in SPLITS)
-
     def _set_attrs(self, attrs: dict) -> None:
         for key, value in attrs.items():
             self._file.attrs[key] = attr_to_hdf5(value)
-
-    def _trim(self) -> None:
-        """Drop what an interrupted append left past the last committed video."""
-        f = self._file
-        V = int(f["committed"][0])
-        if V == 0:       # no video yet: the sources are created afresh by the first one
-            for group in ("features", "frame_index", "rows"):
-                for name in list(f[group]):
-                    del f[group][name]
-        for name in VIDEO_SOURCES:
-            if f[name].shape[0] != V:
-                f[name].resize(V, axis=0)
-        for source in f["features"]:
-            table = f["rows"][source]
-            end = int(table[V - 1, 0] + table[V - 1, 1]) if V else 0
-            if table.shape[0] != V:
-                table.resize(V, axis=0)
-            for ds in (f["features"][source], f["frame_index"][source]):
-                if ds.shape[0] != end:
-                    ds.resize(end, axis=0)
-        for split in SPLITS:
-            ds = f["splits"][split]
-            indices = ds[()]
-            if (indices >= V).any():
-                kept = indices[indices < V]
-                ds.resize(len(kept), axis=0)
-                ds[:] = kept
 
     def _load_state(self) -> None:
         f = self._file
@@ -280,7 +218,7 @@ class FeatureWriter:
                                f"provide (it has {sorted(dims)})")
         with self._structural() as f:
             for source, dim in dims.items():
-                rows = max(1, min(self._chunk_bytes // (4 * dim), _MAX_CHUNK_ROWS))
+                rows = chunk_rows_for(dim, self._chunk_bytes)
                 ds = f["features"].create_dataset(source, (0, dim), dtype=np.float32, maxshape=(None, dim),
                                                   chunks=(rows, dim))
                 ds.dims[0].label, ds.dims[1].label = "row", "feature"
@@ -377,7 +315,7 @@ class FeatureWriter:
         try:
             self._write_video(V, video_id, rows, grids, target, frames, fps, split)
         except (OSError, RuntimeError) as exc:     # h5py reports a failed write as either
-            if not _no_space(exc):
+            if not is_disk_full(exc):
                 raise
             self._abandon()
             error = DiskFullError(f"{self.path}: the disk is full (HDF5 could not write video '{video_id}'); "
@@ -437,7 +375,7 @@ class FeatureWriter:
 
     def _fail(self, exc: BaseException) -> None:
         """Let go of the file after ``exc`` in the constructor; DiskFullError if the disk was full."""
-        if isinstance(exc, (OSError, RuntimeError)) and _no_space(exc):
+        if isinstance(exc, (OSError, RuntimeError)) and is_disk_full(exc):
             if self._file is not None:
                 self._abandon()
             self._release()
@@ -448,33 +386,17 @@ class FeatureWriter:
         self._release()
 
     def _free_bytes_at_least(self, needed: int, what: str) -> None:
-        stats = os.statvfs(self._live_path.parent)
-        free = stats.f_bavail * stats.f_frsize
-        if free < needed:
-            raise DiskFullError(f"{self.path}: the disk is full ({free / 2**20:.1f} MiB free, {what} needs "
-                                f"about {needed / 2**20:.1f} MiB); free some space and run the same command "
-                                "again")
+        require_room(self.path, self._live_path.parent, needed, what, videos_kept=None)
 
     def _check_space(self, rows: dict[str, np.ndarray], video_id: str) -> None:
         """DiskFullError if the file's disk lacks the room for this video's rows and the chunks they
-        open (HDF5 allocates a chunk whole): a write that fails half-way leaves HDF5 unable to close
-        the file cleanly, so the check comes first."""
-        needed = _METADATA_MARGIN
-        for source, data in rows.items():
-            dim, end = data.shape[1], self._ends.get(source, 0)
-            if source in self._dims:
-                chunk_rows = self._dataset(f"features/{source}").chunks[0]
-            else:
-                chunk_rows = max(1, min(self._chunk_bytes // (4 * dim), _MAX_CHUNK_ROWS))
-            new_chunks = -(-(end + len(data)) // chunk_rows) - -(-end // chunk_rows)
-            needed += 4 * dim * chunk_rows * new_chunks + 8 * len(data) + 64 * 1024   # rows, frame index
-        stats = os.statvfs(self._live_path.parent)
-        free = stats.f_bavail * stats.f_frsize
-        if free < needed:
-            kept = (f"the {self._count} videos written before stay readable; free some space and run the "
-                    "same command again to go on" if self._count else "nothing was written")
-            raise DiskFullError(f"{self.path}: the disk is full ({free / 2**20:.1f} MiB free, video "
-                                f"'{video_id}' needs about {needed / 2**20:.1f} MiB); {kept}")
+        open: a write that fails half-way leaves HDF5 unable to close the file cleanly, so the check
+        comes first."""
+        chunk_rows = {source: self._dataset(f"features/{source}").chunks[0] for source in rows
+                      if source in self._dims}
+        needed = video_bytes(rows, self._ends, chunk_rows, self._chunk_bytes)
+        require_room(self.path, self._live_path.parent, needed, f"video '{video_id}'",
+                     videos_kept=self._count)
 
     # -- closing -------------------------------------------------------------------------------
     def close(self, *, keep_empty: bool = True) -> None:
@@ -510,19 +432,3 @@ class FeatureWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(keep_empty=exc_type is None)
-
-
-class Repair(NamedTuple):
-    """What ``repair`` found: whether a killed writer's leftovers were cleaned up, and the complete videos."""
-
-    recovered: bool
-    videos: int
-
-
-def repair(path: str | os.PathLike) -> Repair:
-    """Reopen a file whose writer was killed: clear HDF5's "open for write" flags and drop the incomplete
-    last video, so that readers open it normally (any writer does this by itself)."""
-    if not Path(path).is_file():
-        raise DatasetError(f"{path}: no such file")
-    with FeatureWriter(path) as writer:
-        return Repair(writer.recovered, writer.num_videos)

@@ -1,23 +1,21 @@
-"""Training, evaluation, highlighting and the `alstm` command: the layer that wires the others.
+"""Training, evaluation, extraction, highlighting, the paper's tables and the `alstm` command: the
+layer that wires the others, grouped by stage (``ls reproduce/`` shows the pipeline).
 
 The Python API: one function per command, each returning typed results.
 
-=====================  ===============================  ============================================
-command                function                         returns
-=====================  ===============================  ============================================
-``alstm extract``      `extract_features`               `reproduce.extraction.Extraction`
+=====================  ==========================================  ===========================================
+command                function                                    returns
+=====================  ==========================================  ===========================================
+``alstm extract``      `extract_features`                          `Extraction`
 ``alstm dataset …``    ``fuel_datasets.build_activitynet`` / ``build_hollywood2`` / ``describe`` /
                        ``convert_legacy`` / ``repair``
-``alstm train``        ``reproduce.train.train``        `reproduce.train.TrainResult`
-``alstm evaluate``     `evaluate_checkpoints`,          `reproduce.evaluate.Evaluation`
-                       `evaluate_baseline`
-``alstm highlight``    `highlight_video`                `reproduce.highlighting.VideoHighlights`
+``alstm train``        `train` (with a `TrainConfig`)              `TrainResult`
+``alstm evaluate``     `evaluate_checkpoints`, `evaluate_baseline`  `Evaluation`
+``alstm highlight``    `highlight_video`                           `VideoHighlights` (a `Highlights`)
 ``alstm synth``        ``fuel_datasets.synthetic.write_synthetic``
-=====================  ===============================  ============================================
+=====================  ==========================================  ===========================================
 
 The names are imported on first use, so that ``import reproduce`` (and `alstm --help`) stays light.
-``train`` is imported from ``reproduce.train`` (a function of the package's name would be shadowed by
-its module).
 """
 
 from __future__ import annotations
@@ -25,18 +23,24 @@ from __future__ import annotations
 import importlib
 
 _HOMES = {
-    "extract_features": "reproduce.extraction",
-    "Extraction": "reproduce.extraction",
-    "TrainConfig": "reproduce.config",
-    "TrainResult": "reproduce.train",
-    "evaluate_checkpoints": "reproduce.evaluate",
-    "evaluate_baseline": "reproduce.evaluate",
-    "Evaluation": "reproduce.evaluate",
-    "highlight_video": "reproduce.highlighting",
-    "VideoHighlights": "reproduce.highlighting",
-    "Highlights": "reproduce.highlights",
-    "Settings": "reproduce.highlights",
-    "load_model": "reproduce.checkpoint",
+    "extract_features": "reproduce.extraction.extract",
+    "Extraction": "reproduce.extraction.extract",
+    "TrainConfig": "reproduce.training.config",
+    "train": "reproduce.training.loop",
+    "TrainResult": "reproduce.training.loop",
+    "evaluate_checkpoints": "reproduce.evaluation.evaluate",
+    "evaluate_baseline": "reproduce.evaluation.evaluate",
+    "Evaluation": "reproduce.evaluation.evaluate",
+    "highlight_video": "reproduce.highlighting.pipeline",
+    "VideoHighlights": "reproduce.highlighting.pipeline",
+    "Highlights": "reproduce.highlighting.results",
+    "HighlightSettings": "reproduce.highlighting.results",
+    "load_model": "reproduce.runs.checkpoint",
+    "finetune_c3d": "reproduce.finetuning.c3d",
+    "finetune_vgg": "reproduce.finetuning.vgg",
+    "FinetuneResult": "reproduce.finetuning.run",
+    "volume_mean": "reproduce.finetuning.mean",
+    "VolumeMean": "reproduce.finetuning.mean",
 }
 
 __all__ = sorted(_HOMES)

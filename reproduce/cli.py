@@ -13,7 +13,7 @@ Environment variables are read here and nowhere else; `main` puts what they say 
   ``args.default_device`` (None when unset or empty); a command uses ``args.device or
   args.default_device``, and the library then picks cuda where available, else cpu.
 - torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ... (``TORCHRUN_VARIABLES``): on ``args.torchrun``
-  (None when not launched by torchrun), read by `reproduce.distributed.setup`.
+  (None when not launched by torchrun), read by `reproduce.runtime.distributed.setup`.
 - ``ALSTM_DEBUG``: set, an OSError is raised with its traceback instead of printed as one line.
 """
 
@@ -26,15 +26,29 @@ import sys
 
 from alstm_core.errors import UserError
 
-# subcommand -> (module under reproduce.commands, one-line help)
+# subcommand -> (module under reproduce.commands, one-line help), in the pipeline's order
 COMMANDS: dict[str, tuple[str, str]] = {
+    "extract": ("extract", "C3D and VGG-19 features of videos into a feature file"),
+    "dataset": ("dataset", "build the protocol's file from annotations and features; inspect, convert "
+                "(legacy Fuel) and repair feature files"),
+    "finetune": ("finetune", "fine-tune C3D / VGG-19 from the public weights as the Caffe tools did; "
+                 "C3D's volume mean"),
     "train": ("train", "train an attention LSTM on a feature file"),
     "evaluate": ("evaluate", "accuracy and mAP of checkpoints, ensembles or the C3D baseline"),
-    "extract": ("extract", "C3D and VGG-19 features of videos into a feature file"),
-    "dataset": ("dataset", "inspect, convert (legacy Fuel) and repair feature files"),
-    "synth": ("synth", "generate the built-in benchmark dataset (known salient frames)"),
     "highlight": ("highlight", "classify a video and report the frames its attention highlights"),
+    "synth": ("synth", "generate the built-in benchmark dataset (known salient frames)"),
 }
+
+
+def version() -> str:
+    """The installed distribution's version (``alstm --version``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("alstm")
+    except PackageNotFoundError:         # run from a checkout that was not installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Attention-LSTM action classification and highlighting in videos "
         "(Torabi & Sigal, arXiv 1708.09522).",
     )
+    parser.add_argument("--version", action="version", version=f"alstm {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in COMMANDS.items():
@@ -58,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Variables torchrun sets in every process it launches; reproduce.distributed reads them from args.torchrun.
+# Variables torchrun sets in every process it launches; reproduce.runtime.distributed reads them from
+# args.torchrun.
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fuel_datasets.errors import DatasetError
-from reproduce.precision import PRECISIONS
+from reproduce.runtime.precision import PRECISIONS
 
 
 def add_network_arguments(group: argparse._ArgumentGroup) -> None:
@@ -21,7 +21,7 @@ def add_network_arguments(group: argparse._ArgumentGroup) -> None:
 def chosen_device(args: argparse.Namespace) -> str | None:
     """The device the user chose: ``--device``, else ``$ALSTM_DEVICE`` (which `reproduce.cli` puts on
     ``args.default_device``); None leaves the choice to the library (cuda where available, else cpu;
-    `reproduce.distributed.default_device` turns it into a name)."""
+    `reproduce.runtime.distributed.default_device` turns it into a name)."""
     return getattr(args, "device", None) or getattr(args, "default_device", None)
 
 

@@ -15,7 +15,7 @@
   alstm dataset build activitynet --annotations activity_net.v1-3.min.json --features F [--features F ...]
                               --out DIR/activitynet.h5 [--seed S] [--min-frames 192] [--stride [NAME=]FRAMES]
   alstm dataset build hollywood2 --clipsets ClipSets/ --features F [--features F ...] --out DIR/hollywood2.h5
-      turns the features of whole videos into the protocol's file (SPEC §5): ActivityNet gets one
+      turns the features of whole videos into the protocol's file (docs/paper.md §5): ActivityNet gets one
       sample per annotated segment, its rows cut from the video's rows at the video's own frame rate,
       the train/valid/test splits and the annotation file's classes; Hollywood2 gets one multi-hot
       sample per clip, 823 train / 884 test, autotrain left out. --features takes, as often as needed:
@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "that `alstm train` and experiments/tableK.py --data DIR read.")
     kinds = build.add_subparsers(dest="build_dataset", metavar="DATASET")
     kinds.required = True
-    for name, help_text in (("activitynet", "one sample per annotated segment (SPEC §5)"),
+    for name, help_text in (("activitynet", "one sample per annotated segment (docs/paper.md §5)"),
                             ("hollywood2", "one multi-hot sample per clip, 823 train / 884 test")):
         kind = kinds.add_parser(name, help=help_text, description=help_text)
         if name == "activitynet":

@@ -1,8 +1,8 @@
-"""Evaluate trained models on a split: accuracy, mAP and per-class AP (SPEC §4).
+"""Evaluate trained models on a split: accuracy, mAP and per-class AP (docs/paper.md §4).
 
 Each video is scored by 40 random windows and the same 40 on flipped frames (--crops), averaged; a file
 without the features of flipped frames (<source>_flip) is evaluated on the 40 alone, with a note.
-Several --checkpoint flags evaluate their ensemble (the average of the models' scores, SPEC §2);
+Several --checkpoint flags evaluate their ensemble (the average of the models' scores, docs/paper.md §2);
 --baseline SOURCE evaluates the CNN baseline "C3D (fc8)" instead (the network's own softmax from that
 source, averaged over each window's chunks). A run folder given as --checkpoint means its best.pt.
 
@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING
 
 from reproduce.commands.common import chosen_device
 from reproduce.errors import ReproduceError
-from reproduce.precision import PRECISIONS
+from reproduce.runtime.precision import PRECISIONS
 
 if TYPE_CHECKING:
-    from reproduce.evaluate import Evaluation
+    from reproduce.evaluation.evaluate import Evaluation
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,8 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reproduce.distributed import setup
-    from reproduce.evaluate import evaluate_baseline, evaluate_checkpoints
+    from reproduce.evaluation.evaluate import evaluate_baseline, evaluate_checkpoints
+    from reproduce.runtime.distributed import setup
 
     if bool(args.checkpoint) == bool(args.baseline):
         raise ReproduceError("give either --checkpoint (one or more) or --baseline SOURCE")

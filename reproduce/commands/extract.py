@@ -3,7 +3,7 @@
 Each video (a file, or every video file under a folder) is stored whole, with its measured frame rate
 and frame count, as rows of the sources c3d_<layer>, vgg_<family>_<layer> and their _flip versions
 (horizontally flipped frames): one C3D row per consecutive 16-frame clip, one VGG row every 8 frames
-inside those clips (SPEC §1, §8). The video id is the file name without its extension. No labels are
+inside those clips (docs/paper.md §1, §8). The video id is the file name without its extension. No labels are
 needed: `alstm dataset build` later cuts the videos into a dataset's samples and labels them from its
 annotations (--labels/--classes label them now instead). Videos are committed one by one: an existing
 --out is appended to, videos already in it are skipped, so a killed run is resumed by running the same
@@ -39,8 +39,8 @@ import sys
 from alstm_core.storage import LAYERS, SPLITS, VGG_FAMILIES
 from reproduce.commands.common import add_network_arguments, chosen_device
 from reproduce.errors import ReproduceError
-from reproduce.extraction import extract_features
-from reproduce.networks import parse_families
+from reproduce.extraction.extract import extract_features
+from reproduce.extraction.networks import parse_families
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,5 @@
-"""Classify a video and show the frames that drove the label (SPEC §7): report.html, highlights.json, PNGs.
+"""Classify a video and show the frames that drove the label (docs/paper.md §7): report.html with a player,
+highlights.json, PNGs.
 
 The video is decoded once, in order: the features each checkpoint reads (c3d_<layer>, vgg_<family>_<layer>)
 are extracted chunk by chunk and the model(s) run on windows of F frames (the checkpoint's, 192 by
@@ -12,12 +13,18 @@ REPORT_DIR receives:
   highlights.json  top classes; per window, the attention weights of every step and their average per
                    attended frame, with absolute frame indices and timestamps (s); per attended frame,
                    the weight averaged over windows; the highlighted moments (start/end times)
-  report.html      self-contained page: top classes, timeline, frames of highest and lowest attention
-                   (Fig. 2), a strip of frames whose brightness follows the attention (Fig. 3)
+  report.html      self-contained page (opens from disk, fetches nothing): a player of the video with,
+                   under it, a timeline of each model's attention, the top classes' scores per window
+                   and the moments (click to seek; space plays, arrow keys step one attended frame)
+                   and, beside it, the window under the playhead (its attended frames and weights);
+                   top classes, frames of highest and lowest attention (Fig. 2), a strip of frames
+                   whose brightness follows the attention (Fig. 3)
+  video.mp4        the video for the player: H.264 at most 480 pixels wide, ≤ 500 kbit/s, no sound
   timeline.png, figure2.png, figure3.png
---clip OUT.mp4 also writes the highlighted moments, in time order, as a short video.
+--clip OUT.mp4 also writes the highlighted moments, in time order, as a short video (the player's second
+source; copied into REPORT_DIR as clip.mp4 unless it is an .mp4 there).
 In Python: reproduce.highlight_video(VIDEO, [CKPT]) → VideoHighlights (.write_json, .write_report,
-.write_clip).
+.write_summary_video).
 
 Weights: as `alstm extract` (--c3d, --c3d-mean, --vgg FAMILY=FILE). A network given no file (and C3D
 given no mean cube) uses the one recorded with the checkpoint's training features (in the feature file it
@@ -40,9 +47,10 @@ import sys
 from alstm_core.storage import VGG_FAMILIES
 from reproduce.commands.common import add_network_arguments, chosen_device
 from reproduce.errors import ReproduceError
-from reproduce.highlighting import highlight_video
-from reproduce.highlights import Settings
-from reproduce.networks import parse_families
+from reproduce.extraction.networks import parse_families
+from reproduce.highlighting.browser_video import COPY_NAME
+from reproduce.highlighting.pipeline import highlight_video
+from reproduce.highlighting.results import HighlightSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,26 +92,31 @@ def run(args: argparse.Namespace) -> int:
     if None in vgg.values():
         raise ReproduceError(f"--vgg {' '.join(args.vgg)}: write FAMILY=WEIGHTS (a family without a file "
                              "uses the weights recorded with the checkpoint)")
+    if args.clip and os.path.abspath(args.clip) == os.path.abspath(os.path.join(args.out, COPY_NAME)):
+        raise ReproduceError(f"--clip {args.clip}: the report's video copy goes there; name the clip "
+                             "otherwise")
     writable = [args.out] + ([os.path.dirname(os.path.abspath(args.clip))] if args.clip else [])
     h = highlight_video(
         args.video, args.checkpoint, c3d=args.c3d, c3d_mean=args.c3d_mean, vgg=vgg,
         weights_dirs=args.weights_dir, allow_random_weights=args.allow_random_weights,
         weights_seed=args.weights_seed, stride=args.stride,
-        settings=Settings(args.threshold, args.moments, args.merge_gap, args.top), device=chosen_device(args),
-        precision=args.precision, clip_batch=args.clip_batch, scratch_dir=args.out, writable=writable,
-        progress=not args.quiet, warn=warn)
+        settings=HighlightSettings(args.threshold, args.moments, args.merge_gap, args.top),
+        device=chosen_device(args), precision=args.precision, clip_batch=args.clip_batch,
+        scratch_dir=args.out, writable=writable, progress=not args.quiet, warn=warn)
     h.write_json(os.path.join(args.out, "highlights.json"))
-    h.write_report(args.out)
     for item in h.top_classes:
         print(f"{item.score:.3f}  {item.name}")
     for m in h.moments:
         print(f"moment {m.rank}: {m.start_time:.2f}–{m.end_time:.2f} s "
               f"(frames {m.start_frame}–{m.end_frame - 1}, peak {m.peak_density:.2f}× uniform)")
+    clip = None
     if args.clip:
         if h.moments:
-            print(f"clip: {args.clip} ({h.write_clip(args.clip, progress=not args.quiet)} frames)")
+            print(f"clip: {args.clip} ({h.write_summary_video(args.clip, progress=not args.quiet)} frames)")
+            clip = args.clip
         else:
             warn("no highlighted moment, so no clip was written")
+    h.write_report(args.out, clip=clip, warn=warn, progress=not args.quiet)
     print(f"precision: {h.precision}")
     print(f"report: {os.path.join(args.out, 'report.html')}")
     return 0

@@ -1,12 +1,12 @@
 """Train an attention LSTM (or, without --attend, a vanilla LSTM) on a feature file.
 
-Defaults are the paper's ActivityNet regime (SPEC §3): momentum SGD (0.9) with the original step rule,
-minibatches of 200 random 192-frame windows (flipped with probability 0.5), lr 0.01 for 2,512 updates
-then ×0.9 every 125, dropout 0.5, validation every 125 updates and early stopping on the validation
-loss. --preset hollywood2 switches to the fine-tuning regime (start from --init-from, multi-label loss,
-2,500 updates of 100 windows, lr 0.001, momentum 0.6, decay every update after 1,000).
-Every flag is a field of reproduce.config.TrainConfig (--input is --input-source, --attend is
---attended-source).
+Defaults are the paper's ActivityNet regime (docs/paper.md §3): momentum SGD (0.9) with the original step
+rule, minibatches of 200 random 192-frame windows (flipped with probability 0.5), lr 0.01 for 2,512 updates
+then ×0.9 every 125, dropout 0.5, validation every 125 updates and early stopping on the validation loss.
+--preset hollywood2 switches to the fine-tuning regime (start from --init-from, multi-label loss, 2,500
+updates of 100 windows, lr 0.001, momentum 0.6, decay every update after 1,000). Every flag is a field of
+reproduce.training.config.TrainConfig of the same name (--input sets its input_source, --attend its
+attended_source).
 
 RUN_DIR receives config.json, log.jsonl (train and validation metrics, one JSON object per line),
 last.pt and best.pt. A run stopped at any moment continues with --resume; only --iterations,
@@ -30,8 +30,8 @@ import dataclasses
 import sys
 
 from reproduce.commands.common import chosen_device
-from reproduce.config import LOSSES, OPTIMIZERS, VARIANTS, TrainConfig, run_config
-from reproduce.precision import PRECISIONS
+from reproduce.runtime.precision import PRECISIONS
+from reproduce.training.config import LOSSES, OPTIMIZERS, VARIANTS, TrainConfig, run_config
 
 # Short names the design's command line uses, beside the 1:1 field flags.
 _ALIASES = {"input_source": ["--input"], "attended_source": ["--attend"]}
@@ -47,7 +47,7 @@ _HELP = {
     "precision": "float32 (default: the paper's tables), or bfloat16 / float16 (CUDA) autocast of the "
                  "forward pass with float32 weights and updates, or auto: bfloat16 on a CPU with native "
                  "bfloat16, else float32",
-    "blocks_compat": "all semantics of the original Blocks model (SPEC §9); implies --peepholes",
+    "blocks_compat": "all semantics of the original Blocks model (docs/paper.md §9); implies --peepholes",
     "init_from": "checkpoint whose parameters initialise the model where names and shapes agree",
     "validate_every": "updates between validations (0: no validation, best.pt = final model)",
     "patience": "validations without improvement before stopping",
@@ -99,8 +99,8 @@ def _note(text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reproduce.distributed import setup
-    from reproduce.train import train
+    from reproduce.runtime.distributed import setup
+    from reproduce.training.loop import train
 
     config = config_from_args(args)
     with setup(getattr(args, "torchrun", None), chosen_device(args)) as dist:   # one process or torchrun

@@ -1,0 +1,1 @@
+"""Evaluation (``alstm evaluate``): video scores, their metrics, and scoring shared over processes."""

@@ -1,0 +1,1 @@
+"""Where and how a stage runs: the device, torchrun's processes, the numeric precision."""

@@ -1,0 +1,1 @@
+"""Training (``alstm train``): the run's configuration, its data, the optimiser, the loop, resuming."""
