@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from types import MappingProxyType
 
@@ -90,6 +91,40 @@ def _read_file(path) -> tuple[bytearray, str]:
     if read != size:
         raise CaffeModelError(f"{path}: read {read} of {size} bytes; was the file changed while reading?")
     return buf, hashlib.sha256(buf).hexdigest()
+
+
+def output_width(path, layers: Sequence[str] = ("fc8", "fc8-1")) -> int | None:
+    """The outputs of the first of ``layers`` (by Caffe name) in the weight file ``path``, None when the
+    file has none of them: how many classes a fine-tuned network scores. Reads only what it parses (the
+    file is memory-mapped), so asking costs little beside loading it."""
+    import mmap
+
+    path = Path(path)
+    if not path.is_file():
+        raise CaffeModelError(f"{path}: no such file")
+    with open(path, "rb") as file:
+        if path.stat().st_size == 0:
+            return None
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        net = parse_net(memoryview(mapped), source=str(path))
+        widths = {layer.name: _outputs(layer) for layer in net.layers if layer.name in layers and layer.blobs}
+        del net
+    finally:
+        try:
+            mapped.close()
+        except BufferError:                # a view of it is still alive somewhere: the GC closes it
+            pass
+    return next((widths[name] for name in layers if name in widths), None)
+
+
+def _outputs(layer: CaffeLayer) -> int:
+    """An inner-product layer's outputs: its bias's size, else its weights' first dimension other than the
+    leading 1s that V1 and C3D-v1.0 blobs carry ((1, 1, out, in), (1, 1, 1, out, in))."""
+    if len(layer.blobs) > 1:
+        return int(layer.blobs[1].size)
+    dims = [d for d in layer.blobs[0].shape if d != 1]
+    return int(dims[0]) if dims else 1
 
 
 def file_sha256(path) -> str:

@@ -12,6 +12,7 @@ command                function                                    returns
 ``alstm train``        `train` (with a `TrainConfig`)              `TrainResult`
 ``alstm evaluate``     `evaluate_checkpoints`, `evaluate_baseline`  `Evaluation`
 ``alstm highlight``    `highlight_video`                           `VideoHighlights` (a `Highlights`)
+``alstm finetune``     `finetune_c3d`, `finetune_vgg`, `volume_mean`  `FinetuneResult`, `VolumeMean`
 ``alstm synth``        ``fuel_datasets.synthetic.write_synthetic``
 =====================  ==========================================  ===========================================
 

@@ -18,15 +18,17 @@ import torch
 
 from alstm_core.storage import VGG_FAMILIES
 from caffe_models import C3D, VGG19, load_caffemodel, load_mean
-from caffe_models.caffemodel import file_sha256
+from caffe_models.caffemodel import file_sha256, output_width
 from caffe_models.extract import FeatureExtractor
 from reproduce.errors import ReproduceError
 from reproduce.runtime.precision import network_autocast_dtype
 
 
-def new_c3d(seed: int) -> torch.nn.Module:
-    """The release's C3D (random weights until a file is loaded)."""
-    return C3D(generator=torch.Generator().manual_seed(seed))
+def new_c3d(seed: int, num_classes: int | None = None) -> torch.nn.Module:
+    """The release's C3D (random weights until a file is loaded); ``num_classes`` fc8 outputs (None:
+    Sports-1M's 487; a C3D fine-tuned on a dataset scores its classes)."""
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    return C3D(**kwargs, generator=torch.Generator().manual_seed(seed))
 
 
 def new_vgg(num_classes: int, seed: int) -> torch.nn.Module:
@@ -58,7 +60,9 @@ def load_networks(c3d: str | None | bool, vgg: Mapping[str, str | None], seed: i
     """Build the networks and load their weight files.
 
     ``c3d``: a .caffemodel path, None for random weights, False for no C3D. ``vgg``: {family: path or
-    None}. Random weights are seeded ``seed`` (C3D) and ``seed + 1 + k`` (the k-th family)."""
+    None}. Random weights are seeded ``seed`` (C3D) and ``seed + 1 + k`` (the k-th family). Each
+    network's fc8 is as wide as its file's (a network fine-tuned on a dataset scores that dataset's
+    classes: `alstm finetune`'s snapshots, R-C3D's ActivityNet C3D); without a file, the release's."""
     unknown = sorted(set(vgg) - set(VGG_FAMILIES))
     if unknown:
         raise ReproduceError(f"no VGG-19 family {', '.join(unknown)}: the families are "
@@ -66,14 +70,15 @@ def load_networks(c3d: str | None | bool, vgg: Mapping[str, str | None], seed: i
     random = []
     net = None
     if c3d is not False:
-        net = new_c3d(seed)
+        net = new_c3d(seed, output_width(c3d) if c3d else None)   # fc8 as wide as the file's
         if c3d:
             load_caffemodel(net, c3d)
         else:
             random.append("c3d")
     nets = {}
     for k, (family, path) in enumerate(vgg.items()):
-        nets[family] = new_vgg(VGG_FAMILIES[family], seed + 1 + k)
+        width = output_width(path) if path else None    # a fine-tune scores its own classes
+        nets[family] = new_vgg(width or VGG_FAMILIES[family], seed + 1 + k)
         if path:
             load_caffemodel(nets[family], path)
         else:

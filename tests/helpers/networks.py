@@ -35,7 +35,8 @@ def use_small_networks(patch, c3d=None, vgg=None):
     a ``pytest.MonkeyPatch``; ``c3d``, ``vgg``: `small_c3d`'s and `small_vgg`'s keyword arguments (None:
     their defaults); a ``num_classes`` in ``vgg`` fixes fc8's width (else the family's, as the release)."""
     c3d, vgg = dict(c3d or {}), dict(vgg or {})
-    patch.setattr(networks, "new_c3d", lambda seed: small_c3d(seed, **c3d))
+    patch.setattr(networks, "new_c3d", lambda seed, num_classes=None: small_c3d(
+        seed, **{**c3d, **({"num_classes": num_classes} if num_classes else {})}))
     patch.setattr(networks, "new_vgg", lambda n, seed: small_vgg(**{"num_classes": n, **vgg}, seed=seed))
 
 

@@ -99,6 +99,29 @@ def test_weight_files_are_loaded_and_recorded(tmp_path, small_networks, clip_vid
         assert ds.source_info("vgg_obj_fc6")["weights"].startswith("vgg.caffemodel (sha256 ")
 
 
+@pytest.mark.parametrize("schema", ["c3d-v1", "bvlc-v2"])
+def test_fine_tuned_weights_give_fc8_as_wide_as_their_classes(tmp_path, small_networks, clip_videos, capsys,
+                                                               schema):
+    """A C3D and a VGG-19 fine-tuned on a dataset (`alstm finetune`'s snapshots, R-C3D's model) score its
+    classes: fc8 is built as wide as the file's, not as the release's 487 / the family's 203."""
+    from caffe_models.caffemodel import output_width
+    from caffe_models.writer import save_caffemodel
+
+    folder, truths = clip_videos
+    c3d, act = small_c3d(3, num_classes=3), small_vgg(7, seed=4)
+    c3d_file, act_file = tmp_path / "c3d.caffemodel", tmp_path / "act.caffemodel"
+    save_caffemodel(c3d, c3d_file, schema=schema)
+    save_caffemodel(act, act_file, schema="bvlc-v2")
+    assert output_width(c3d_file) == 3 and output_width(act_file) == 7
+    assert run_cli(folder / "odd.mkv", "--out", tmp_path / "f.h5", "--c3d", c3d_file, "--no-vgg-obj",
+                   "--vgg", f"act={act_file}", "--quiet") == 0
+    expected = direct_features(truths["odd"], c3d, {"act": act})
+    with open_dataset(tmp_path / "f.h5") as ds:
+        assert ds.read("c3d_fc8", "odd").shape[1] == 3 and ds.read("vgg_act_fc8", "odd").shape[1] == 7
+        for source in ("c3d_fc8", "vgg_act_fc8", "c3d_fc6"):
+            assert_features_close(ds.read(source, "odd"), expected[source])
+
+
 def test_bad_videos_are_reported_and_skipped(tmp_path, small_networks, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
