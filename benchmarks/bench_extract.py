@@ -17,7 +17,7 @@ sum of the two single-network rates), not the slower network alone; and it canno
 either. Its bound is the slower stage, min(decode, networks): the target is `pipeline / bound`
 ≥ 0.9 (the slower stage kept busy, the faster one hidden behind it). On the CPU the bound is the
 networks; on a GPU it is decoding. `pipeline / slower network` is reported beside it. On CUDA the
-same rows are measured in float32 (TF32 off) and with float16 autocast + channels_last; on the CPU in
+same rows are measured in float32 (TF32 off) and with float16 autocast; on the CPU in
 float32 and with bfloat16 autocast (`alstm extract --precision bfloat16`, and what ``auto`` picks on a CPU
 with native bfloat16). Target there: the bfloat16 pipeline at least ``TARGET_BF16_SPEEDUP`` times as
 fast as float32's, in the same run (n/a on a CPU without native bfloat16). A GPU
@@ -130,7 +130,6 @@ def peak_fractions(extractor, clip: torch.Tensor, precision: str, row: dict) -> 
 
 def measure(video: Path, device: str, precision: str, batch_size: int, repeats: int, workers: int,
             copies: int = 1, buffer_bytes: int = 0) -> dict:
-    channels_last = device.startswith("cuda") and precision != "float32"
     c3d, vgg = C3D(), VGG19()
     decoded = [clip for v in decode_in_background([video]) for clip in v.items]  # FrameChunks
     clips = [torch.from_numpy(c.frames) for c in decoded if len(c.frames) == CHUNK_LENGTH] * copies
@@ -148,7 +147,7 @@ def measure(video: Path, device: str, precision: str, batch_size: int, repeats: 
             for _ in v.items:
                 pass
 
-    kwargs = dict(device=device, precision=precision, channels_last=channels_last)
+    kwargs = dict(device=device, precision=precision)       # channels_last, as alstm extract
     both = FeatureExtractor(c3d, {"obj": vgg}, ("fc6",), **kwargs)
 
     def pipeline():

@@ -183,7 +183,7 @@ def extract_features(videos: Sequence[str], out: str, *, c3d: str | None | bool 
     if nets.c3d is not None and "c3d" not in nets.random and not c3d_mean:
         warn("no --c3d-mean; C3D uses the per-channel mean (104, 117, 128), not the release's mean cube")
     extractor = extractor_for(nets, layers, c3d_mean=c3d_mean, flip=flip, device=device,
-                              precision=precision, channels_last=cuda)
+                              precision=precision)
     path = out if world == 1 else shard_path(out, rank, world)
     mine = found[rank::world]
     merged = check_existing(out, extractor) if world > 1 else set()

@@ -96,16 +96,19 @@ class Job:
 class TrainingNet(nn.Module):
     """The training pass of a `caffe_models` chain (C3D (B, 3, 16, 112, 112) or VGG-19 (B, 3, 224, 224)
     → fc8 scores (B, C)), with gradients: every convolution and fc6/fc7 followed by its in-place ReLU,
-    and in training mode Caffe's DROPOUT (``mask · x / (1 − p)``, the mask drawn from ``generator``)."""
+    and in training mode Caffe's DROPOUT (``mask · x / (1 − p)``, the mask drawn from ``generator``).
+    ``channels_last``: the input is put in channels_last_3d (5-D) or channels_last (4-D), the layout of
+    oneDNN's and cuDNN's fast convolutions (the network should be too: `to_fast_layout`); the values do
+    not depend on it (benchmarks/bench_finetune.py measures both layouts against a float64 pass)."""
 
-    def __init__(self, net: nn.Module, dropout: float = DROPOUT):
+    def __init__(self, net: nn.Module, dropout: float = DROPOUT, channels_last: bool = True):
         super().__init__()
-        self.net, self.dropout = net, dropout
+        self.net, self.dropout, self.channels_last = net, dropout, channels_last
         self.steps = [(name, getattr(net, name)) for name in net.layer_names if hasattr(net, name)]
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if x.ndim == 5:                          # NDHWC: oneDNN's and cuDNN's fast 3-D convolutions
-            x = x.contiguous(memory_format=torch.channels_last_3d)
+        if self.channels_last:
+            x = x.contiguous(memory_format=fast_layout(x.ndim))
         last = self.steps[-1][0]
         for name, module in self.steps:
             if isinstance(module, nn.Linear) and x.ndim > 2:
@@ -119,6 +122,18 @@ class TrainingNet(nn.Module):
                 keep = torch.rand(x.shape, generator=generator, device=x.device) >= self.dropout
                 x = x * keep / (1.0 - self.dropout)
         return x
+
+
+def fast_layout(ndim: int) -> torch.memory_format:
+    """The memory format of fast convolutions for a tensor of ``ndim`` dimensions: channels_last_3d (NDHWC)
+    for C3D's 5-D blobs, channels_last (NHWC) for VGG-19's 4-D ones."""
+    return torch.channels_last_3d if ndim == 5 else torch.channels_last
+
+
+def to_fast_layout(net: nn.Module) -> nn.Module:
+    """``net`` with its convolution weights in `fast_layout` (in place; the values are unchanged)."""
+    three_d = any(isinstance(m, nn.Conv3d) for m in net.modules())
+    return net.to(memory_format=fast_layout(5 if three_d else 4))
 
 
 def snapshot_path(out: str, settings: SolverSettings, iteration: int) -> str:
@@ -139,8 +154,7 @@ def run_job(job: Job, out: str, *, resume: bool = False, device: str | None = No
     device = dist.device
     precision = resolve_precision(precision, device)
     settings, net = job.settings, job.net.to(device)
-    if any(isinstance(m, nn.Conv3d) for m in net.modules()):
-        net = net.to(memory_format=torch.channels_last_3d)   # the values are unchanged
+    net = to_fast_layout(net)
     os.makedirs(out, exist_ok=True)
     state_path = os.path.join(out, STATE_FILE)
     saved = _read_state(state_path, resume, job.identity)

@@ -268,7 +268,9 @@ class CaffeSGD(torch.optim.Optimizer):
     ``state[p]["momentum_buffer"]`` (same shape as p); `state_dict` carries `iteration` too.
 
     The caller, per update: ``zero_grad()``; ``iter_size`` forward/backward passes whose gradients add up
-    in ``.grad`` (each loss as Caffe's, e.g. SOFTMAX_LOSS averaged over its batch); ``step()``.
+    in ``.grad`` (each loss as Caffe's, e.g. SOFTMAX_LOSS averaged over its batch); ``step()``. With
+    BVLC semantics the step, like Caffe's solver, scales a float32 ``.grad`` and adds the weight decay
+    to it in place (no copy of the gradients): after ``step()`` it holds the diff that was applied.
     A parameter without ``.grad`` has a zero diff, as in Caffe: decay still applies unless its
     ``lr_mult`` is 0 (Caffe's way to freeze a blob: it never moves, and its gradient, which Caffe does
     not compute, is left out of the clipping norm; ``requires_grad_(False)`` on it saves the work).
@@ -328,9 +330,7 @@ class CaffeSGD(torch.optim.Optimizer):
                 v = state["momentum_buffer"]
                 w = p if p.dtype == torch.float32 else p.detach().float()
                 diff = torch.zeros_like(w) if p.grad is None else p.grad.detach().float()
-                if bvlc:
-                    if scale is not None or normalize is not None or local_decay:
-                        diff = diff.clone()
+                if bvlc:                          # Caffe's Normalize, ClipGradients, Regularize: in the diff
                     if scale is not None:
                         diff.mul_(float(scale))
                     if normalize is not None:

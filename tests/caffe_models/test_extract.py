@@ -83,13 +83,16 @@ def test_auto_precision_keeps_low_precision_only_within_tolerance(clip_videos):
     np.testing.assert_allclose(results[1.0][0][1], low[1], rtol=1e-3, atol=1e-3 * np.abs(low).max())
 
 
-def test_channels_last_gives_the_features_of_the_default_layout(clip_videos):
+def test_channels_last_gives_the_features_of_contiguous_tensors(clip_videos):
     _, truths = clip_videos
     truth = truths["h264"]
     clips = [torch.from_numpy(truth[:16]), torch.from_numpy(truth[16:32])]
     c3d, vgg = small_c3d(), small_vgg()
-    plain = FeatureExtractor(c3d, {"obj": vgg})(clips)
-    fast = FeatureExtractor(c3d, {"obj": vgg}, channels_last=True)(clips)
+    plain = FeatureExtractor(c3d, {"obj": vgg}, channels_last=False)(clips)
+    assert not c3d.conv1a.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    fast = FeatureExtractor(c3d, {"obj": vgg})(clips)
+    assert c3d.conv1a.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert vgg.conv1_1.weight.is_contiguous(memory_format=torch.channels_last)
     assert plain.keys() == fast.keys()
     for source, value in plain.items():
         assert_features_close(fast[source], value)

@@ -147,6 +147,20 @@ def test_clipping_at_zero_clips_as_caffe_does():
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
 
 
+def test_bvlc_leaves_the_applied_diff_in_grad_as_caffe_leaves_it_in_the_blob():
+    """BVLC's Regularize adds decay · w into the diff in place; the step does so in .grad (no copy)."""
+    net = TinyNet()
+    optimizer = CaffeSGD(caffe_param_groups(net), settings_for("fixed", "bvlc", weight_decay=0.01))
+    for p in net.parameters():
+        p.grad = torch.full_like(p, 0.5)
+    expected = [0.5 + np.float32(0.01) * np.float32(g["decay_mult"]) * p.detach().numpy()
+                for g in optimizer.param_groups for p in g["params"]]
+    optimizer.step()
+    got = [p.grad.numpy() for g in optimizer.param_groups for p in g["params"]]
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-6)
+
+
 def test_c3d_counts_from_one_so_a_step_drop_comes_one_update_earlier():
     rates = {}
     for semantics in ("bvlc", "c3d"):
