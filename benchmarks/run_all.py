@@ -9,7 +9,7 @@ and its largest child process); for a script that reports none, the figure ``wai
 ``--quick`` passes ``--quick`` to every script (small sizes: a smoke run whose figures say little)
 and writes to ``results/quick/`` instead, so that it never overwrites the full results.
 ``--summarise-only`` writes the summary from the JSON already there, running nothing.
-``--device cuda`` runs the benchmarks that have a GPU form (bricks, train, extract) with
+``--device cuda`` runs the benchmarks that have a GPU form (bricks, train, extract, finetune) with
 ``--device cuda`` into ``results/cuda/``, and its summary gives each figure's speed-up over the CPU
 figure of ``results/`` beside it.
 A script that fails is reported as failed in the summary, and the exit code is 1.
@@ -33,7 +33,7 @@ import _common  # noqa: E402
 from alstm_core.atomic import write_text  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-CUDA_BENCHMARKS = ("bricks", "extract", "train")  # the scripts that take --device cuda
+CUDA_BENCHMARKS = ("bricks", "extract", "train", "finetune")  # the scripts that take --device cuda
 
 
 def _pct(x) -> str:
@@ -121,7 +121,27 @@ def _train(r: dict) -> list[tuple]:
              f">= {_pct(t['loop_fraction_min'])}", t["met"])]
 
 
-SUMMARIES = {"bricks": _bricks, "data": _data, "extract": _extract, "train": _train}
+def _finetune(r: dict) -> list[tuple]:
+    t = r["targets"]
+    unit = {"c3d": "clips", "vgg": "images"}
+    rows = []
+    for row in r["rows"]:
+        what = f"{row['device']} {row['precision']} {row['network'].upper()}, batch {row['batch']}"
+        rows.append((f"{what}: training pass (fwd+bwd) as a fraction of the matmul peak "
+                     f"({row['train_gflops']:.0f} of {row['peak_gflops']:.0f} GFLOP/s)",
+                     _pct(row["train_peak_fraction"]), f">= {_pct(t['train_peak_fraction_min'])}",
+                     row["train_peak_fraction"] >= t["train_peak_fraction_min"]))
+        rows.append((f"{what}: `alstm finetune` vs its slower stage ({row['pipeline']:.2f} "
+                     f"{unit[row['network']]}/s; update {row['update']:.2f}, data {row['data']:.1f})",
+                     _pct(row["pipeline_vs_bound"]), f">= {_pct(t['pipeline_fraction_of_bound_min'])}",
+                     row["pipeline_vs_bound"] >= t["pipeline_fraction_of_bound_min"]))
+    for path, decision in r["layout"]["decision"].items():
+        rows.append((f"layout, {path}: measured {decision['measured_choice']}; code uses "
+                     f"{decision['code_uses'].split(' (')[0]}", "-", "-", None))
+    return rows
+
+
+SUMMARIES = {"bricks": _bricks, "data": _data, "extract": _extract, "train": _train, "finetune": _finetune}
 
 
 def _generic(r: dict) -> list[tuple]:

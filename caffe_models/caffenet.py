@@ -124,7 +124,17 @@ class CaffeSequential(nn.Module):
 
     @property
     def has_real_weights(self) -> bool:
+        """Whether a weight file was loaded (it may lack some layers: `random_layers`)."""
         return self.weights is not None
+
+    def random_layers(self, layers: Sequence[str]) -> list[str]:
+        """The layers with weights that ``layers`` are computed through (every convolution and fc layer up
+        to the deepest one) and that no file filled: all of them without a weight file; fc7 and fc8 for
+        fc7 or fc8 of a file that has fc6 only (R-C3D's ActivityNet C3D)."""
+        last = max(self.layer_names.index(self._resolve(layer)) for layer in layers)
+        loaded = set(self.weights.layers) if self.weights is not None else set()
+        weighted = self.caffe_parameters()
+        return [name for name in self.layer_names[: last + 1] if name in weighted and name not in loaded]
 
     @property
     def weights_description(self) -> str:

@@ -167,7 +167,7 @@ class FeatureExtractor:
                 "chunk_length": CHUNK_LENGTH if is_c3d else 1,
                 "stride": CHUNK_LENGTH if is_c3d else self.attended_stride,
                 "weights": net.weights_description,
-                "real_weights": bool(net.has_real_weights),
+                "real_weights": not net.random_layers([spec.layer]),
                 "flipped": spec.flip,
                 "precision": self._precision_text(spec.network),
                 "preprocessing": (
@@ -182,8 +182,9 @@ class FeatureExtractor:
         return info
 
     def random_networks(self) -> list[str]:
-        """Names of the networks that run on random weights (no weight file loaded)."""
-        return [name for name, net in self.networks().items() if not net.has_real_weights]
+        """Names of the networks whose requested layers go through random weights (no weight file loaded,
+        or a file without some of those layers)."""
+        return [name for name, net in self.networks().items() if net.random_layers(self.layers)]
 
     def prepare(self, chunk: FrameChunk) -> torch.Tensor | None:
         """Run in a decode worker: a complete chunk as a (16, H, W, 3) uint8 tensor (pinned on CUDA so the

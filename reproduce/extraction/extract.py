@@ -180,6 +180,17 @@ def extract_features(videos: Sequence[str], out: str, *, c3d: str | None | bool 
     if nets.random:
         warn(f"{', '.join(nets.random)} run on RANDOM weights (--weights-seed {weights_seed}); these are not "
              "real features, and the file says so")
+    for name, net in ([("c3d", nets.c3d)] if nets.c3d is not None else []) + \
+            [(f"vgg_{family}", net) for family, net in nets.vgg.items()]:
+        missing = net.random_layers(layers) if name not in nets.random else []
+        if missing:
+            held = ", ".join(net.weights.layers)
+            text = (f"{net.weights.file} has no {', '.join(missing)} (it holds {held}): {name}'s "
+                    f"--layers {' '.join(layers)} would go through random weights")
+            if not allow_random_weights:
+                raise ReproduceError(f"{text}; extract the layers it holds (--layers fc6, say), or pass "
+                                     "--allow-random-weights")
+            warn(f"{text}; the file says so")
     if nets.c3d is not None and "c3d" not in nets.random and not c3d_mean:
         warn("no --c3d-mean; C3D uses the per-channel mean (104, 117, 128), not the release's mean cube")
     extractor = extractor_for(nets, layers, c3d_mean=c3d_mean, flip=flip, device=device,

@@ -122,6 +122,30 @@ def test_fine_tuned_weights_give_fc8_as_wide_as_their_classes(tmp_path, small_ne
             assert_features_close(ds.read(source, "odd"), expected[source])
 
 
+def test_layers_a_partial_weight_file_lacks_are_refused_unless_allowed(tmp_path, small_networks, clip_videos,
+                                                                       capsys):
+    """R-C3D's ActivityNet C3D holds conv1a … fc6 only: fc6 is real, fc7 (through a random fc7) is not."""
+    folder, _ = clip_videos
+    layers = [layer for layer in network_layers(small_c3d(), style="new", rng=np.random.default_rng(2))
+              if not layer[0].endswith(("fc7", "fc8"))]
+    c3d_file = tmp_path / "activitynet_iter_30000_3fps.caffemodel"
+    c3d_file.write_bytes(net_bytes(layers, style="new"))
+    common = [folder / "odd.mkv", "--c3d", c3d_file, "--no-vgg-obj", "--classes", "a,b", "--quiet"]
+    assert run_cli(*common, "--out", tmp_path / "f.h5", "--layers", "fc6", "fc7") == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"{c3d_file.name} has no fc7 (it holds conv1a, " in err and "--allow-random-weights" in err
+    assert not (tmp_path / "f.h5").exists()
+    assert run_cli(*common, "--out", tmp_path / "f.h5", "--layers", "fc6") == 0
+    assert run_cli(*common, "--out", tmp_path / "g.h5", "--layers", "fc6", "fc8", "--allow-random-weights") == 0
+    assert "has no fc7, fc8" in capsys.readouterr().err
+    with open_dataset(tmp_path / "f.h5") as ds:
+        assert ds.source_info("c3d_fc6")["real_weights"] is True
+    with open_dataset(tmp_path / "g.h5") as ds:
+        assert ds.source_info("c3d_fc6")["real_weights"] is True
+        assert ds.source_info("c3d_fc8")["real_weights"] is False
+
+
 def test_bad_videos_are_reported_and_skipped(tmp_path, small_networks, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
