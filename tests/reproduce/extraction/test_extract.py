@@ -137,7 +137,8 @@ def test_layers_a_partial_weight_file_lacks_are_refused_unless_allowed(tmp_path,
     assert f"{c3d_file.name} has no fc7 (it holds conv1a, " in err and "--allow-random-weights" in err
     assert not (tmp_path / "f.h5").exists()
     assert run_cli(*common, "--out", tmp_path / "f.h5", "--layers", "fc6") == 0
-    assert run_cli(*common, "--out", tmp_path / "g.h5", "--layers", "fc6", "fc8", "--allow-random-weights") == 0
+    allowed = ["--layers", "fc6", "fc8", "--allow-random-weights"]
+    assert run_cli(*common, "--out", tmp_path / "g.h5", *allowed) == 0
     assert "has no fc7, fc8" in capsys.readouterr().err
     with open_dataset(tmp_path / "f.h5") as ds:
         assert ds.source_info("c3d_fc6")["real_weights"] is True

@@ -42,7 +42,8 @@ def test_the_fast_layout_gives_the_values_of_contiguous_tensors(build, shape, fm
 
 
 def test_dropout_keeps_half_of_fc6_and_fc7_and_scales_the_rest_by_two():
-    """Caffe's DROPOUT in training (x · mask / (1 − 0.5)), nothing in eval: fc7's input as the pass sees it."""
+    """Caffe's DROPOUT in training (x · mask / (1 − 0.5)), nothing in eval: fc7's input as the pass
+    sees it."""
     net = small_vgg()
     model = TrainingNet(net).train()
     seen = []
