@@ -75,9 +75,11 @@ class FeatureExtractor:
 
     ``c3d``: a ``C3D`` or None; ``vgg``: {family: ``VGG19``} (``obj``, ``sce``, ``act``, …);
     ``layers``: layer names read from every network (``fc6``, ``fc7``, ``fc8``; C3D's are read as its
-    release names ``fc6-1`` …). ``c3d_mean``: the release's mean cube (3, 16, 128, 171) from
-    ``load_mean``, or 3 BGR values; ``mean_description`` says which, for the file's metadata, and
-    ``mean_path`` where a mean file is (recorded too, as the weight files' paths are).
+    release names ``fc6-1`` …); ``network_layers`` {network name: layers} reads other layers from some
+    networks (a weight file without fc8, such as R-C3D's C3D, gives fc6 only). ``c3d_mean``: the
+    release's mean cube (3, 16, 128, 171) from ``load_mean``, or 3 BGR values; ``mean_description``
+    says which, for the file's metadata, and ``mean_path`` where a mean file is (recorded too, as the
+    weight files' paths are).
     ``precision``: ``float32``, or ``bfloat16`` / ``float16`` autocast for the networks (preprocessing
     stays float32), or ``auto``: on the first batch each network runs in float32 and with ``auto_dtype``
     autocast, and keeps autocast only if every layer stays within ``tolerance`` (relative to its largest
@@ -107,6 +109,7 @@ class FeatureExtractor:
         tolerance: float = AUTO_TOLERANCE,
         channels_last: bool = True,
         attended_stride: int = ATTENDED_STRIDE,
+        network_layers: Mapping[str, Sequence[str]] | None = None,
     ):
         vgg = dict(vgg or {})
         if c3d is None and not vgg:
@@ -117,6 +120,9 @@ class FeatureExtractor:
             raise CaffeModelError(f"layers {list(layers)}: choose among {', '.join(LAYERS)}")
         self.device = torch.device(device)
         self.c3d, self.vgg, self.layers = c3d, vgg, tuple(layers)
+        self.network_layers = {name: tuple(value) for name, value in (network_layers or {}).items()}
+        if any(not value or set(value) - set(LAYERS) for value in self.network_layers.values()):
+            raise CaffeModelError(f"network_layers {network_layers}: choose among {', '.join(LAYERS)}")
         self.c3d_mean, self.mean_description, self.mean_path = c3d_mean, mean_description, mean_path
         self.flip, self.channels_last = flip, channels_last
         self.auto_dtype, self.tolerance = auto_dtype, tolerance
@@ -148,7 +154,7 @@ class FeatureExtractor:
         """{source name: SourceSpec}: ``<network>_<layer>`` and, with ``flip``, ``<network>_<layer>_flip``."""
         out = {}
         for name, net in self.networks().items():
-            for layer in self.layers:
+            for layer in self.layers_of(name):
                 caffe_layer = f"{layer}-1" if name == "c3d" else layer  # the release's names
                 dim = getattr(net, layer).out_features
                 for flip in (False, True) if self.flip else (False,):
@@ -184,7 +190,11 @@ class FeatureExtractor:
     def random_networks(self) -> list[str]:
         """Names of the networks whose requested layers go through random weights (no weight file loaded,
         or a file without some of those layers)."""
-        return [name for name, net in self.networks().items() if net.random_layers(self.layers)]
+        return [name for name, net in self.networks().items() if net.random_layers(self.layers_of(name))]
+
+    def layers_of(self, name: str) -> tuple[str, ...]:
+        """The layers read from network ``name`` ("c3d", "vgg_obj", …): ``network_layers``' or ``layers``."""
+        return self.network_layers.get(name, self.layers)
 
     def prepare(self, chunk: FrameChunk) -> torch.Tensor | None:
         """Run in a decode worker: a complete chunk as a (16, H, W, 3) uint8 tensor (pinned on CUDA so the
@@ -227,14 +237,14 @@ class FeatureExtractor:
                 size = net.input_shape[-1]
                 batch = torch.cat([preprocess_vgg(v, size=size) for v in frame_views])  # (V·B·A, 3, S, S)
             batch = batch.contiguous(memory_format=self._memory_format[name])
-            names = [f"{layer}-1" if name == "c3d" else layer for layer in self.layers]
+            names = [f"{layer}-1" if name == "c3d" else layer for layer in self.layers_of(name)]
             if name not in self.precision:
                 feats = self._choose_precision(name, net, batch, names)
             else:
                 with self._autocast(self.precision[name][0]):
                     feats = net.features(batch, names)
             rows = B if name == "c3d" else len(frames)
-            for layer, value in zip(self.layers, feats.values(), strict=True):
+            for layer, value in zip(self.layers_of(name), feats.values(), strict=True):
                 value = value.float().cpu().numpy()  # (V·rows, D)
                 out[source_name(name, layer)] = value[:rows]
                 if self.flip:

@@ -56,8 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help=f"VGG-19 families ({', '.join(VGG_FAMILIES)}) and their .caffemodel; obj is "
                       "always included unless --no-vgg-obj")
     nets.add_argument("--no-vgg-obj", action="store_true", help="no vgg_obj sources")
-    nets.add_argument("--layers", nargs="+", default=["fc6", "fc8"], choices=LAYERS,
-                      help="layers read from every network (default fc6 fc8)")
+    nets.add_argument("--layers", nargs="+", default=None, choices=LAYERS,
+                      help="layers read from every network (default fc6 fc8; from a weight file without "
+                      "fc8, such as R-C3D's C3D, the layers it holds)")
     nets.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
                       help="also extract the features of horizontally flipped frames, <source>_flip "
                       "(default yes; train and evaluate use them when present)")

@@ -35,6 +35,8 @@ from reproduce.extraction.inputs import list_videos, read_classes, read_labels
 from reproduce.extraction.networks import extractor_for, load_networks
 from reproduce.runtime.device import resolve_device
 
+DEFAULT_LAYERS = ("fc6", "fc8")                # what `alstm extract` reads without --layers
+
 
 @dataclass(frozen=True)
 class Extraction:
@@ -131,7 +133,7 @@ def _merge_shards(out: str, videos: list[tuple[str, str]], world: int, progress:
 
 def extract_features(videos: Sequence[str], out: str, *, c3d: str | None | bool = None,
                      c3d_mean: str | None = None, vgg: Mapping[str, str | None] | None = None,
-                     layers: Sequence[str] = ("fc6", "fc8"), flip: bool = True, labels: str | None = None,
+                     layers: Sequence[str] | None = None, flip: bool = True, labels: str | None = None,
                      classes: str | Sequence[str] | None = None, multilabel: bool = False,
                      split: str = "test", allow_random_weights: bool = False, weights_seed: int = 0,
                      device: str | None = None, precision: str = "auto", clip_batch: int | None = None,
@@ -144,7 +146,9 @@ def extract_features(videos: Sequence[str], out: str, *, c3d: str | None | bool 
     Networks: ``c3d`` a .caffemodel (None: random weights; False: no C3D), ``c3d_mean`` its mean cube
     (.binaryproto; default the per-channel mean), ``vgg`` {family: .caffemodel or None} (default
     {"obj": None}); random weights are refused unless ``allow_random_weights`` (seeded by
-    ``weights_seed``). ``layers`` read from every network; ``flip`` adds the <source>_flip features.
+    ``weights_seed``). ``layers`` read from every network (None: fc6 and fc8, and from a weight file
+    without fc8, such as R-C3D's C3D, the ones it holds; layers asked for that a file lacks are refused
+    unless ``allow_random_weights``); ``flip`` adds the <source>_flip features.
     ``labels``: a 'video,label[,split]' CSV (``classes``: its class names, comma-separated or a file;
     ``multilabel``), the videos going to their CSV split, else to ``split``; without it the videos are
     stored unlabelled.
@@ -180,11 +184,20 @@ def extract_features(videos: Sequence[str], out: str, *, c3d: str | None | bool 
     if nets.random:
         warn(f"{', '.join(nets.random)} run on RANDOM weights (--weights-seed {weights_seed}); these are not "
              "real features, and the file says so")
-    for name, net in ([("c3d", nets.c3d)] if nets.c3d is not None else []) + \
-            [(f"vgg_{family}", net) for family, net in nets.vgg.items()]:
+    chosen, layers = layers is not None, tuple(layers or DEFAULT_LAYERS)
+    named = {f"vgg_{family}": net for family, net in nets.vgg.items()}
+    loaded = ({"c3d": nets.c3d} if nets.c3d is not None else {}) | named
+    network_layers = {}
+    for name, net in loaded.items():
         missing = net.random_layers(layers) if name not in nets.random else []
-        if missing:
+        if missing:                                  # a file without some layers (R-C3D's: up to fc6)
             held = ", ".join(net.weights.layers)
+            real = [layer for layer in layers if not net.random_layers([layer])]
+            if not chosen and real:                  # the default layers: read those the file holds
+                network_layers[name] = real
+                warn(f"{net.weights.file} holds {held}: {name} gives {' '.join(real)} only "
+                     f"({', '.join(missing)} would be random weights)")
+                continue
             text = (f"{net.weights.file} has no {', '.join(missing)} (it holds {held}): {name}'s "
                     f"--layers {' '.join(layers)} would go through random weights")
             if not allow_random_weights:
@@ -194,7 +207,7 @@ def extract_features(videos: Sequence[str], out: str, *, c3d: str | None | bool 
     if nets.c3d is not None and "c3d" not in nets.random and not c3d_mean:
         warn("no --c3d-mean; C3D uses the per-channel mean (104, 117, 128), not the release's mean cube")
     extractor = extractor_for(nets, layers, c3d_mean=c3d_mean, flip=flip, device=device,
-                              precision=precision)
+                              precision=precision, network_layers=network_layers)
     path = out if world == 1 else shard_path(out, rank, world)
     mine = found[rank::world]
     merged = check_existing(out, extractor) if world > 1 else set()

@@ -124,7 +124,8 @@ def test_fine_tuned_weights_give_fc8_as_wide_as_their_classes(tmp_path, small_ne
 
 def test_layers_a_partial_weight_file_lacks_are_refused_unless_allowed(tmp_path, small_networks, clip_videos,
                                                                        capsys):
-    """R-C3D's ActivityNet C3D holds conv1a … fc6 only: fc6 is real, fc7 (through a random fc7) is not."""
+    """R-C3D's ActivityNet C3D holds conv1a … fc6 only: fc6 is real, fc7 (through a random fc7) is not;
+    without --layers, C3D gives the layers the file holds."""
     folder, _ = clip_videos
     layers = [layer for layer in network_layers(small_c3d(), style="new", rng=np.random.default_rng(2))
               if not layer[0].endswith(("fc7", "fc8"))]
@@ -136,7 +137,11 @@ def test_layers_a_partial_weight_file_lacks_are_refused_unless_allowed(tmp_path,
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert f"{c3d_file.name} has no fc7 (it holds conv1a, " in err and "--allow-random-weights" in err
     assert not (tmp_path / "f.h5").exists()
-    assert run_cli(*common, "--out", tmp_path / "f.h5", "--layers", "fc6") == 0
+    assert run_cli(*common, "--out", tmp_path / "f.h5") == 0    # the default layers: those the file holds
+    assert "holds conv1a, " in capsys.readouterr().err
+    with open_dataset(tmp_path / "f.h5") as ds:
+        assert set(ds.sources) == {"c3d_fc6", "c3d_fc6_flip", "targets"}
+    assert run_cli(*common, "--out", tmp_path / "e.h5", "--layers", "fc6") == 0
     allowed = ["--layers", "fc6", "fc8", "--allow-random-weights"]
     assert run_cli(*common, "--out", tmp_path / "g.h5", *allowed) == 0
     assert "has no fc7, fc8" in capsys.readouterr().err
