@@ -175,7 +175,11 @@ def extract_features(videos: Sequence[str], out: str, *, c3d: str | None | bool 
     buffer_mb = buffer_mb if buffer_mb is not None else (2048 if cuda else 0)
     if buffer_mb < 0:
         raise ReproduceError(f"--buffer-mb {buffer_mb:g}: give 0 or more megabytes")
-    nets = load_networks(c3d, {"obj": None} if vgg is None else vgg, weights_seed)
+    with warnings.catch_warnings(record=True) as loading:     # the loader's notes, in ``warn``'s words
+        warnings.simplefilter("always")
+        nets = load_networks(c3d, {"obj": None} if vgg is None else vgg, weights_seed)
+    for note in loading:
+        warn(str(note.message))
     if nets.random and not allow_random_weights:
         raise ReproduceError(
             f"no weight file for {', '.join(nets.random)}: its features would come from random weights. "
